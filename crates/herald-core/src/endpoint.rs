@@ -1,0 +1,142 @@
+//! Subscribed endpoints: where deliveries go, which events they want, and how they are signed.
+
+use crate::event::{filter_matches, validate_filter};
+use crate::ids::EndpointId;
+use crate::signing::Secret;
+use crate::UnixMillis;
+
+/// The most event-type filters one endpoint may have.
+pub const MAX_FILTERS: usize = 64;
+/// The longest URL accepted.
+pub const MAX_URL_LEN: usize = 2_048;
+
+/// A signing secret with the moment it stops being used (`None`: current secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKey {
+    pub secret: Secret,
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// An endpoint as every service's in-memory view holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub url: String,
+    pub description: String,
+    /// Event-type filters; empty means every event type.
+    pub event_types: Vec<String>,
+    /// Only events of this tenant (empty: every tenant).
+    pub tenant: String,
+    pub enabled: bool,
+    /// Why it was disabled (empty while enabled).
+    pub disabled_reason: String,
+    /// Current secret first; rotated-out secrets stay until they expire.
+    pub signing_keys: Vec<SigningKey>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl Endpoint {
+    /// Whether this endpoint wants events of `event_type` from `tenant`.
+    pub fn subscribes_to(&self, event_type: &str, tenant: &str) -> bool {
+        (self.tenant.is_empty() || self.tenant == tenant)
+            && (self.event_types.is_empty()
+                || self.event_types.iter().any(|f| filter_matches(f, event_type)))
+    }
+
+    /// The secrets to sign with at `now`: the current one and any not yet expired.
+    pub fn active_secrets(&self, now: UnixMillis) -> Vec<&Secret> {
+        self.signing_keys
+            .iter()
+            .filter(|key| key.expires_at.is_none_or(|at| at > now))
+            .map(|key| &key.secret)
+            .collect()
+    }
+}
+
+/// Checks a destination URL: `http` or `https`, with a host, no credentials, bounded length.
+/// Whether the address it resolves to is allowed is decided at connect time.
+pub fn validate_url(url: &str) -> crate::Result<()> {
+    let bad = |why: &str| crate::Error::InvalidUrl(why.to_owned());
+    if url.len() > MAX_URL_LEN {
+        return Err(bad("longer than 2048 characters"));
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("scheme must be http or https"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(bad("missing host"));
+    }
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not allowed"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace or control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a list of event-type filters.
+pub fn validate_filters(filters: &[String]) -> crate::Result<()> {
+    if filters.len() > MAX_FILTERS {
+        return Err(crate::Error::InvalidEventType(format!(
+            "{} filters (at most {MAX_FILTERS})",
+            filters.len()
+        )));
+    }
+    filters.iter().try_for_each(|f| validate_filter(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(filters: &[&str], tenant: &str) -> Endpoint {
+        Endpoint {
+            id: EndpointId::parse("ep_1").unwrap(),
+            url: "https://example.com/hook".into(),
+            description: String::new(),
+            event_types: filters.iter().map(|s| s.to_string()).collect(),
+            tenant: tenant.into(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![],
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn subscription_by_type_and_tenant() {
+        assert!(endpoint(&[], "").subscribes_to("a.b", "t1"));
+        assert!(endpoint(&["stock.*"], "").subscribes_to("stock.moved", ""));
+        assert!(!endpoint(&["stock.*"], "").subscribes_to("invoice.paid", ""));
+        assert!(endpoint(&["a", "b"], "t1").subscribes_to("b", "t1"));
+        assert!(!endpoint(&["a", "b"], "t1").subscribes_to("b", "t2"));
+    }
+
+    #[test]
+    fn rotated_secrets_sign_until_they_expire() {
+        let mut ep = endpoint(&[], "");
+        let (new, old) = (Secret::generate(), Secret::generate());
+        ep.signing_keys = vec![
+            SigningKey { secret: new.clone(), expires_at: None },
+            SigningKey { secret: old.clone(), expires_at: Some(1_000) },
+        ];
+        assert_eq!(ep.active_secrets(999), vec![&new, &old]);
+        assert_eq!(ep.active_secrets(1_000), vec![&new]);
+    }
+
+    #[test]
+    fn urls() {
+        assert!(validate_url("https://example.com/hook?x=1").is_ok());
+        assert!(validate_url("http://127.0.0.1:8080/").is_ok());
+        assert!(validate_url("ftp://example.com").is_err());
+        assert!(validate_url("https://").is_err());
+        assert!(validate_url("https://user:pw@example.com").is_err());
+        assert!(validate_url("https://exa mple.com").is_err());
+        assert!(validate_url(&format!("https://e.com/{}", "a".repeat(2_048))).is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! # herald-core
+//!
+//! The domain of Herald, free of I/O: no tokio, no rdkafka, no HTTP client. Every other crate
+//! builds on these types, and everything here is a pure function that unit tests can pin down.
+//!
+//! Where it sits in the data flow:
+//!
+//! ```text
+//! ingest ─▶ events ─▶ dispatcher ─▶ attempts / retry tiers / dead letters ─▶ replay
+//!   │ ids, Event      │ Endpoint, signing, outcome classification, retry schedule
+//! ```
+//!
+//! Modules:
+//! - [`ids`]: typed, prefixed identifiers (`evt_…`, `ep_…`, `dlv_…`, `key_…`, `rpl_…`).
+//! - [`event`]: the event a producer hands Herald.
+//! - [`endpoint`]: subscribed endpoints, their event-type filters and secrets.
+//! - [`signing`]: Standard Webhooks signatures and the receiver-side verifier.
+//! - [`apikey`]: API key format (`hk_<id>_<secret>`), hashing and scopes.
+//! - [`retry`]: the retry schedule with jitter, throttling floors and `Retry-After`.
+//! - [`outcome`]: classification of one HTTP attempt into `Delivered | Retry | Dead`.
+//! - [`topics`]: Kafka topic names under a configurable prefix.
+//! - [`duration`]: human durations (`5s`, `30m`, `10h`) used in config and the CLI.
+
+pub mod apikey;
+pub mod duration;
+pub mod endpoint;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod outcome;
+pub mod retry;
+pub mod signing;
+pub mod topics;
+
+pub use error::{Error, Result};
+
+/// Milliseconds since the Unix epoch: the one time representation of the domain.
+pub type UnixMillis = i64;

@@ -1,0 +1,255 @@
+//! Classification of one delivery attempt: a pure function of what the HTTP exchange produced,
+//! the attempt number and the retry policy.
+//!
+//! - 2xx: delivered.
+//! - 410 Gone: dead, and the endpoint is to be disabled.
+//! - 413 Payload Too Large: dead (the same payload will be refused again); replay re-drives it.
+//! - 429, 408 and timeouts: retry, waiting at least the throttle floor.
+//! - everything else, 3xx included (redirects are never followed): retry on the schedule.
+//! - when the schedule is spent: dead, exhausted.
+
+use crate::retry::{FailureKind, RetryPolicy};
+use std::time::Duration;
+
+/// What one HTTP attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The endpoint answered with a status code.
+    Response {
+        status: u16,
+        /// The parsed `Retry-After` header, if any.
+        retry_after: Option<Duration>,
+    },
+    /// No complete answer within the per-attempt timeout.
+    Timeout,
+    /// The connection could not be made or broke (DNS, refused, reset, TLS).
+    Connection,
+    /// The destination was refused before connecting (SSRF protection).
+    Forbidden,
+}
+
+/// Why a delivery was parked in the dead-letter topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// Every attempt of the schedule failed.
+    Exhausted,
+    /// The endpoint answered 410 Gone.
+    EndpointGone,
+    /// The endpoint was disabled when the delivery came due.
+    EndpointDisabled,
+    /// The endpoint was deleted while the delivery was pending.
+    EndpointDeleted,
+    /// The endpoint refused the payload itself (413).
+    PayloadRejected,
+    /// The destination address is not allowed (SSRF protection).
+    DestinationForbidden,
+}
+
+impl DeadReason {
+    /// A stable, low-cardinality name (metrics labels, JSON, CLI filters).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exhausted => "exhausted",
+            Self::EndpointGone => "endpoint_gone",
+            Self::EndpointDisabled => "endpoint_disabled",
+            Self::EndpointDeleted => "endpoint_deleted",
+            Self::PayloadRejected => "payload_rejected",
+            Self::DestinationForbidden => "destination_forbidden",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str) output.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Exhausted,
+            Self::EndpointGone,
+            Self::EndpointDisabled,
+            Self::EndpointDeleted,
+            Self::PayloadRejected,
+            Self::DestinationForbidden,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
+    }
+}
+
+/// What happens next with a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The endpoint accepted it.
+    Delivered,
+    /// Try again after `after`, from the tier that [`RetryPolicy::tier_for`] picks.
+    Retry { after: Duration },
+    /// Park it in the dead-letter topic.
+    Dead {
+        reason: DeadReason,
+        /// The endpoint must be disabled as a consequence (410 Gone).
+        disable_endpoint: bool,
+    },
+}
+
+impl AttemptResult {
+    /// Whether the endpoint accepted the delivery.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Response { status, .. } if (200..300).contains(status))
+    }
+
+    /// A short, low-cardinality label: `2xx`, `4xx`, `5xx`, `timeout`, `connection`, …
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Response { status, .. } => match status / 100 {
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                5 => "5xx",
+                _ => "other",
+            },
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// Decides the outcome of attempt number `attempt` (1-based). `jitter_unit` is uniform in `[0, 1)`.
+pub fn classify(
+    result: &AttemptResult,
+    attempt: u32,
+    policy: &RetryPolicy,
+    jitter_unit: f64,
+) -> Outcome {
+    let dead = |reason, disable_endpoint| Outcome::Dead {
+        reason,
+        disable_endpoint,
+    };
+    let (kind, retry_after) = match result {
+        AttemptResult::Response { status, .. } if (200..300).contains(status) => {
+            return Outcome::Delivered
+        }
+        AttemptResult::Response { status: 410, .. } => return dead(DeadReason::EndpointGone, true),
+        AttemptResult::Response { status: 413, .. } => {
+            return dead(DeadReason::PayloadRejected, false)
+        }
+        AttemptResult::Forbidden => return dead(DeadReason::DestinationForbidden, false),
+        AttemptResult::Response {
+            status: 429 | 408,
+            retry_after,
+        } => (FailureKind::Throttled, *retry_after),
+        AttemptResult::Response { retry_after, .. } => (FailureKind::Ordinary, *retry_after),
+        AttemptResult::Timeout => (FailureKind::Throttled, None),
+        AttemptResult::Connection => (FailureKind::Ordinary, None),
+    };
+    match policy.next_delay(attempt, kind, retry_after, jitter_unit) {
+        Some(after) => Outcome::Retry { after },
+        None => dead(DeadReason::Exhausted, false),
+    }
+}
+
+/// Parses a `Retry-After` header given as delta-seconds. (HTTP dates are answered by the
+/// caller, which knows the clock; this stays pure.)
+pub fn parse_retry_after_seconds(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16) -> AttemptResult {
+        AttemptResult::Response {
+            status,
+            retry_after: None,
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::production()
+    }
+
+    #[test]
+    fn success_is_any_2xx() {
+        for status in [200, 201, 202, 204, 299] {
+            assert_eq!(classify(&response(status), 1, &policy(), 0.5), Outcome::Delivered);
+        }
+    }
+
+    #[test]
+    fn redirects_and_server_errors_retry_on_schedule() {
+        for status in [301, 302, 307, 400, 401, 404, 500, 502, 503] {
+            assert_eq!(
+                classify(&response(status), 1, &policy(), 0.5),
+                Outcome::Retry { after: Duration::from_secs(5) },
+                "status {status}"
+            );
+        }
+        assert_eq!(
+            classify(&AttemptResult::Connection, 2, &policy(), 0.5),
+            Outcome::Retry { after: Duration::from_secs(300) }
+        );
+    }
+
+    #[test]
+    fn throttling_waits_at_least_a_minute() {
+        for result in [response(429), response(408), AttemptResult::Timeout] {
+            assert_eq!(
+                classify(&result, 1, &policy(), 0.5),
+                Outcome::Retry { after: Duration::from_secs(60) }
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let result = AttemptResult::Response {
+            status: 503,
+            retry_after: Some(Duration::from_secs(8)),
+        };
+        assert_eq!(
+            classify(&result, 1, &policy(), 0.5),
+            Outcome::Retry { after: Duration::from_secs(8) }
+        );
+    }
+
+    #[test]
+    fn gone_disables_and_payload_rejections_are_dead() {
+        assert_eq!(
+            classify(&response(410), 1, &policy(), 0.5),
+            Outcome::Dead { reason: DeadReason::EndpointGone, disable_endpoint: true }
+        );
+        assert_eq!(
+            classify(&response(413), 1, &policy(), 0.5),
+            Outcome::Dead { reason: DeadReason::PayloadRejected, disable_endpoint: false }
+        );
+        assert_eq!(
+            classify(&AttemptResult::Forbidden, 1, &policy(), 0.5),
+            Outcome::Dead { reason: DeadReason::DestinationForbidden, disable_endpoint: false }
+        );
+    }
+
+    #[test]
+    fn exhausted_after_the_last_step() {
+        let last = policy().max_attempts();
+        assert_eq!(
+            classify(&response(500), last, &policy(), 0.5),
+            Outcome::Dead { reason: DeadReason::Exhausted, disable_endpoint: false }
+        );
+        assert!(matches!(
+            classify(&response(500), last - 1, &policy(), 0.5),
+            Outcome::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn reason_names_round_trip() {
+        for reason in [DeadReason::Exhausted, DeadReason::EndpointGone, DeadReason::PayloadRejected] {
+            assert_eq!(DeadReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(DeadReason::parse("nope"), None);
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after_seconds(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}
