@@ -18,6 +18,7 @@
 //! - [`apikey`]: API key format (`hk_<id>_<secret>`), hashing and scopes.
 //! - [`retry`]: the retry schedule with jitter, throttling floors and `Retry-After`.
 //! - [`outcome`]: classification of one HTTP attempt into `Delivered | Retry | Dead`.
+//! - [`sealing`]: AEAD sealing of endpoint secrets at rest under a master key.
 //! - [`topics`]: Kafka topic names under a configurable prefix.
 //! - [`duration`]: human durations (`5s`, `30m`, `10h`) used in config and the CLI.
 
@@ -29,6 +30,7 @@ pub mod event;
 pub mod ids;
 pub mod outcome;
 pub mod retry;
+pub mod sealing;
 pub mod signing;
 pub mod topics;
 

@@ -1,0 +1,161 @@
+//! Conversions between wire records and domain types.
+
+use crate::v1;
+use crate::{Error, Result};
+use herald_core::endpoint::{Endpoint, SigningKey};
+use herald_core::event::Event;
+use herald_core::ids::{EndpointId, EventId};
+use herald_core::sealing::MasterKey;
+
+fn invalid(kind: &'static str, reason: impl ToString) -> Error {
+    Error::Invalid {
+        kind,
+        reason: reason.to_string(),
+    }
+}
+
+impl From<&Event> for v1::EventEnvelope {
+    fn from(event: &Event) -> Self {
+        Self {
+            id: event.id.to_string(),
+            event_type: event.event_type.clone(),
+            payload: event.payload.clone(),
+            tenant: event.tenant.clone(),
+            ordering_key: event.ordering_key.clone(),
+            accepted_at_ms: event.accepted_at,
+            idempotency_key: String::new(),
+            source: String::new(),
+        }
+    }
+}
+
+impl TryFrom<&v1::EventEnvelope> for Event {
+    type Error = Error;
+
+    fn try_from(envelope: &v1::EventEnvelope) -> Result<Self> {
+        herald_core::event::validate_event_type(&envelope.event_type)
+            .map_err(|e| invalid("event", e))?;
+        Ok(Self {
+            id: EventId::parse(&envelope.id).map_err(|e| invalid("event", e))?,
+            event_type: envelope.event_type.clone(),
+            payload: envelope.payload.clone(),
+            tenant: envelope.tenant.clone(),
+            ordering_key: envelope.ordering_key.clone(),
+            accepted_at: envelope.accepted_at_ms,
+        })
+    }
+}
+
+/// Seals an endpoint's secrets and writes its full state record.
+pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> v1::EndpointState {
+    v1::EndpointState {
+        id: endpoint.id.to_string(),
+        url: endpoint.url.clone(),
+        description: endpoint.description.clone(),
+        event_types: endpoint.event_types.clone(),
+        tenant: endpoint.tenant.clone(),
+        enabled: endpoint.enabled,
+        disabled_reason: endpoint.disabled_reason.clone(),
+        secrets: endpoint
+            .signing_keys
+            .iter()
+            .map(|signing| v1::EncryptedSecret {
+                sealed: key.seal(signing.secret.as_bytes(), endpoint.id.as_str().as_bytes()),
+                expires_at_ms: signing.expires_at.unwrap_or(0),
+            })
+            .collect(),
+        created_at_ms: endpoint.created_at,
+        updated_at_ms: endpoint.updated_at,
+        version,
+    }
+}
+
+/// Reads a state record back, opening its secrets with `key`.
+pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result<Endpoint> {
+    let id = EndpointId::parse(&state.id).map_err(|e| invalid("endpoint", e))?;
+    let signing_keys = state
+        .secrets
+        .iter()
+        .map(|sealed| {
+            let bytes = key
+                .open(&sealed.sealed, id.as_str().as_bytes())
+                .map_err(|e| invalid("endpoint", e))?;
+            let secret = herald_core::signing::Secret::from_bytes(bytes)
+                .map_err(|e| invalid("endpoint", e))?;
+            Ok(SigningKey {
+                secret,
+                expires_at: (sealed.expires_at_ms != 0).then_some(sealed.expires_at_ms),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Endpoint {
+        id,
+        url: state.url.clone(),
+        description: state.description.clone(),
+        event_types: state.event_types.clone(),
+        tenant: state.tenant.clone(),
+        enabled: state.enabled,
+        disabled_reason: state.disabled_reason.clone(),
+        signing_keys,
+        created_at: state.created_at_ms,
+        updated_at: state.updated_at_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::signing::Secret;
+    use prost::Message;
+
+    #[test]
+    fn event_round_trips_through_the_wire() {
+        let event = Event {
+            id: EventId::generate(1),
+            event_type: "stock.moved".into(),
+            payload: br#"{"sku":"A-1","qty":3}"#.to_vec(),
+            tenant: "acme".into(),
+            ordering_key: "A-1".into(),
+            accepted_at: 1_700_000_000_000,
+        };
+        let bytes = v1::EventEnvelope::from(&event).encode_to_vec();
+        let decoded: v1::EventEnvelope = crate::decode("event", &bytes).unwrap();
+        assert_eq!(Event::try_from(&decoded).unwrap(), event);
+    }
+
+    #[test]
+    fn invalid_envelopes_are_named() {
+        let envelope = v1::EventEnvelope {
+            id: "nope".into(),
+            event_type: "a".into(),
+            ..Default::default()
+        };
+        let err = Event::try_from(&envelope).unwrap_err().to_string();
+        assert!(err.contains("invalid event record"), "{err}");
+        assert!(crate::decode::<v1::EventEnvelope>("event", &[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn endpoint_state_seals_secrets() {
+        let key = MasterKey::from_bytes([7; 32]);
+        let secret = Secret::generate();
+        let endpoint = Endpoint {
+            id: EndpointId::generate(1),
+            url: "https://example.com".into(),
+            description: "d".into(),
+            event_types: vec!["stock.*".into()],
+            tenant: String::new(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![SigningKey { secret: secret.clone(), expires_at: None }],
+            created_at: 1,
+            updated_at: 2,
+        };
+        let state = endpoint_to_state(&endpoint, 3, &key);
+        let bytes = state.encode_to_vec();
+        assert!(!bytes.windows(secret.as_bytes().len()).any(|w| w == secret.as_bytes()));
+        assert_eq!(endpoint_from_state(&state, &key).unwrap(), endpoint);
+        let wrong = MasterKey::from_bytes([8; 32]);
+        assert!(endpoint_from_state(&state, &wrong).is_err());
+    }
+}
