@@ -1,0 +1,93 @@
+//! Kafka settings shared by every service.
+
+use herald_core::duration::serde_human;
+use herald_core::topics::Topics;
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where the brokers are and how Herald's topics are laid out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]` of the brokers.
+    pub brokers: String,
+    /// Prefix of every topic name (`herald.`).
+    pub topic_prefix: String,
+    /// Partitions of the events topic (and of retry tiers and the DLQ).
+    pub partitions: i32,
+    /// Replication factor of every topic (3 on a real cluster, 1 on a single broker).
+    pub replication_factor: i16,
+    /// Retention of the events topic.
+    #[serde(with = "serde_human")]
+    pub events_retention: Duration,
+    /// Retention of the dead-letter and audit topics.
+    #[serde(with = "serde_human")]
+    pub dlq_retention: Duration,
+    /// Retention of the attempts topic (the delivery log).
+    #[serde(with = "serde_human")]
+    pub attempts_retention: Duration,
+    /// How long a produce may wait for the broker's acknowledgement before failing.
+    #[serde(with = "serde_human")]
+    pub produce_timeout: Duration,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …).
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Defaults for `brokers`: single node, week-long event retention.
+    pub fn with_brokers(brokers: impl Into<String>) -> Self {
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        Self {
+            brokers: brokers.into(),
+            topic_prefix: herald_core::topics::DEFAULT_PREFIX.to_owned(),
+            partitions: 6,
+            replication_factor: 1,
+            events_retention: days(7),
+            dlq_retention: days(30),
+            attempts_retention: days(7),
+            produce_timeout: Duration::from_secs(10),
+            client: BTreeMap::new(),
+        }
+    }
+
+    /// The topic names under this config's prefix.
+    pub fn topics(&self) -> Topics {
+        Topics::new(self.topic_prefix.clone())
+    }
+
+    /// Checks values that Kafka would refuse later with a less helpful message.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers: must name at least one host:port".into());
+        }
+        if self.partitions < 1 {
+            return Err("kafka.partitions: must be at least 1".into());
+        }
+        if self.replication_factor < 1 {
+            return Err("kafka.replication_factor: must be at least 1".into());
+        }
+        if self.produce_timeout < Duration::from_millis(100) {
+            return Err("kafka.produce_timeout: must be at least 100ms".into());
+        }
+        Ok(())
+    }
+
+    /// A librdkafka config with the brokers and the user's overrides.
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id)
+            .set("socket.keepalive.enable", "true")
+            .set("reconnect.backoff.ms", "50")
+            .set("reconnect.backoff.max.ms", "2000")
+            .set("topic.metadata.refresh.interval.ms", "10000");
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+}

@@ -1,0 +1,83 @@
+//! Consumers for the at-least-once recipe: offsets are stored by hand only after an outcome is
+//! durable, auto-commit commits what was stored, and a rebalance resets the offset tracker.
+
+use crate::tracker::OffsetTracker;
+use crate::{Error, KafkaConfig, Result};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, TopicPartitionList};
+use std::sync::{Arc, Mutex};
+
+/// A consumer context that resets the shared offset tracker on every rebalance, so work
+/// finishing for a partition this member no longer owns never stores an offset.
+#[derive(Clone, Default)]
+pub struct TrackingContext {
+    pub tracker: Arc<Mutex<OffsetTracker>>,
+}
+
+impl ClientContext for TrackingContext {}
+
+impl ConsumerContext for TrackingContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) | Rebalance::Assign(list) = rebalance {
+            tracing::info!(partitions = list.count(), kind = ?rebalance_kind(rebalance), "Rebalance.");
+        }
+        self.tracker.lock().expect("tracker lock").reset();
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "Offset commit did not succeed; it will be retried.");
+        }
+    }
+}
+
+fn rebalance_kind(rebalance: &Rebalance<'_>) -> &'static str {
+    match rebalance {
+        Rebalance::Assign(_) => "assign",
+        Rebalance::Revoke(_) => "revoke",
+        Rebalance::Error(_) => "error",
+    }
+}
+
+/// A group member for at-least-once processing.
+pub type TrackedConsumer = StreamConsumer<TrackingContext>;
+
+/// Builds a group consumer: `enable.auto.offset.store=false`, auto-commit of stored offsets,
+/// `auto.offset.reset=earliest` (a new group starts from the beginning: nothing is skipped).
+pub fn tracked_consumer(
+    config: &KafkaConfig,
+    group: &str,
+    client_id: &str,
+) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
+    let context = TrackingContext::default();
+    let tracker = context.tracker.clone();
+    let consumer = config
+        .client_config(client_id)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "100")
+        .set("enable.partition.eof", "false")
+        .create_with_context(context)
+        .map_err(Error::from_kafka)?;
+    Ok((consumer, tracker))
+}
+
+/// A group-less consumer for reading topics by assignment (views, replay, browsing).
+pub fn reader(config: &KafkaConfig, client_id: &str) -> Result<StreamConsumer> {
+    config
+        .client_config(client_id)
+        .set("group.id", format!("{client_id}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "100")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(Error::from_kafka)
+}

@@ -1,0 +1,153 @@
+//! The API keys view: `keys.v1` folded into keys by id and by token hash, and authentication.
+
+use crate::view::{Apply, View};
+use crate::KafkaConfig;
+use herald_core::apikey::{hash_token, ApiKeyToken, Scope};
+use herald_core::ids::KeyId;
+use herald_core::UnixMillis;
+use herald_proto::v1;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Every key record, by id, and an index from token hash to id.
+#[derive(Debug, Default)]
+pub struct KeysState {
+    pub by_id: HashMap<KeyId, v1::KeyRecord>,
+    by_hash: HashMap<String, KeyId>,
+}
+
+/// A successfully authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: KeyId,
+    pub scopes: Vec<Scope>,
+    /// The tenant the key is limited to (empty: any).
+    pub tenant: String,
+}
+
+impl Principal {
+    /// Whether the key carries `scope`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// Why authentication failed (the label of `herald_auth_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing API key: send `Authorization: Bearer hk_…`")]
+    Missing,
+    #[error("malformed API key")]
+    Malformed,
+    #[error("unknown API key")]
+    Unknown,
+    #[error("API key revoked")]
+    Revoked,
+    #[error("API key expired")]
+    Expired,
+}
+
+impl AuthError {
+    /// Low-cardinality reason label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+fn fold() -> Apply<KeysState> {
+    Arc::new(|state: &mut KeysState, key: &[u8], value: Option<&[u8]>| {
+        let Ok(id) = KeyId::parse(&String::from_utf8_lossy(key)) else {
+            return;
+        };
+        if let Some(old) = state.by_id.remove(&id) {
+            state.by_hash.remove(&old.token_sha256);
+        }
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return;
+        };
+        match herald_proto::decode::<v1::KeyRecord>("key", value) {
+            Ok(record) => {
+                state.by_hash.insert(record.token_sha256.clone(), id.clone());
+                state.by_id.insert(id, record);
+            }
+            Err(err) => tracing::error!(error = %err, "Unreadable key record."),
+        }
+    })
+}
+
+/// The live keys view.
+#[derive(Clone)]
+pub struct KeysView {
+    view: View<KeysState>,
+}
+
+impl KeysView {
+    /// Starts following the keys topic.
+    pub fn spawn(config: &KafkaConfig, tasks: &TaskTracker, shutdown: CancellationToken) -> Self {
+        Self {
+            view: View::spawn(config, config.topics().keys(), fold(), tasks, shutdown),
+        }
+    }
+
+    /// The underlying view.
+    pub fn view(&self) -> &View<KeysState> {
+        &self.view
+    }
+
+    /// One key record.
+    pub fn get(&self, id: &KeyId) -> Option<v1::KeyRecord> {
+        self.view.read(|s| s.by_id.get(id).cloned())
+    }
+
+    /// Every key record, oldest first.
+    pub fn list(&self) -> Vec<v1::KeyRecord> {
+        let mut all: Vec<_> = self.view.read(|s| s.by_id.values().cloned().collect());
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// Applies a record this service wrote.
+    pub fn apply_local(&self, record: &v1::KeyRecord) {
+        self.view.apply_local(record.id.as_bytes(), Some(&prost::Message::encode_to_vec(record)));
+    }
+
+    /// Checks a presented token at `now`.
+    pub fn authenticate(&self, token: Option<&str>, now: UnixMillis) -> Result<Principal, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        ApiKeyToken::parse(token).map_err(|_| AuthError::Malformed)?;
+        let hash = hash_token(token);
+        self.view.read(|s| {
+            let id = s.by_hash.get(&hash).ok_or(AuthError::Unknown)?;
+            let record = s.by_id.get(id).ok_or(AuthError::Unknown)?;
+            if record.revoked_at_ms != 0 && record.revoked_at_ms <= now {
+                return Err(AuthError::Revoked);
+            }
+            if record.expires_at_ms != 0 && record.expires_at_ms <= now {
+                return Err(AuthError::Expired);
+            }
+            Ok(Principal {
+                key_id: id.clone(),
+                scopes: record.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+                tenant: record.tenant.clone(),
+            })
+        })
+    }
+
+    /// Keys that expire within `window` of `now` (for the expiry gauge).
+    pub fn expiring_within(&self, now: UnixMillis, window_ms: i64) -> usize {
+        self.view.read(|s| {
+            s.by_id
+                .values()
+                .filter(|r| r.revoked_at_ms == 0 && r.expires_at_ms > now && r.expires_at_ms <= now + window_ms)
+                .count()
+        })
+    }
+}

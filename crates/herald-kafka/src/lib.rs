@@ -1,0 +1,39 @@
+//! # herald-kafka
+//!
+//! Everything Herald does with Kafka, shared by ingest, dispatcher and replay.
+//!
+//! ```text
+//! producer ──▶ topics (provisioned here) ──▶ consumers (at-least-once, ordered offsets)
+//!                         └── compacted topics ──▶ views (endpoints, keys) in every service
+//! ```
+//!
+//! Modules:
+//! - [`config`]: broker address, topic prefix and layout, client overrides.
+//! - [`producer`]: idempotent `acks=all` producer with explicit backpressure.
+//! - [`consumer`]: consumer construction for the at-least-once recipe.
+//! - [`tracker`]: ordered offset tracking per partition for concurrent processing.
+//! - [`provision`]: idempotent topic creation with cleanup policy and retention.
+//! - [`view`]: a compacted topic folded into memory, caught up at start and followed live.
+//! - [`endpoints`], [`keys`]: the two views every service holds.
+
+pub mod config;
+pub mod consumer;
+pub mod endpoints;
+pub mod error;
+pub mod keys;
+pub mod producer;
+pub mod provision;
+pub mod tracker;
+pub mod view;
+
+pub use config::KafkaConfig;
+pub use error::{Error, Result};
+pub use producer::Producer;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

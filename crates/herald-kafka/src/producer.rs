@@ -1,0 +1,124 @@
+//! The one producer every service uses: idempotent, `acks=all`, with explicit backpressure.
+//!
+//! `send` returns only once the broker acknowledged the record (or the produce timeout ran
+//! out). When librdkafka's local queue is full, `send` waits for room within the same timeout
+//! instead of failing at once; after that, the caller gets [`Error::Unavailable`].
+
+use crate::{Error, KafkaConfig, Result};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+use std::time::{Duration, Instant};
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// An idempotent producer (`enable.idempotence=true`, `acks=all`).
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("timeout", &self.timeout).finish()
+    }
+}
+
+impl Producer {
+    /// Creates the producer. Does not need the broker to be up.
+    pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self> {
+        let timeout_ms = config.produce_timeout.as_millis().to_string();
+        let inner: FutureProducer = config
+            .client_config(client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", &timeout_ms)
+            .set("queue.buffering.max.messages", "100000")
+            .create()
+            .map_err(Error::from_kafka)?;
+        Ok(Self {
+            inner,
+            timeout: config.produce_timeout,
+        })
+    }
+
+    /// Writes one record and waits for the broker's acknowledgement.
+    pub async fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<Acked> {
+        self.send_with(topic, key, Some(payload), None).await
+    }
+
+    /// Writes a tombstone (null value) for `key` on a compacted topic.
+    pub async fn send_tombstone(&self, topic: &str, key: &[u8]) -> Result<Acked> {
+        self.send_with(topic, key, None, None).await
+    }
+
+    /// Writes one record with a producer timestamp (ms) and waits for the acknowledgement.
+    pub async fn send_at(&self, topic: &str, key: &[u8], payload: &[u8], ts: i64) -> Result<Acked> {
+        self.send_with(topic, key, Some(payload), Some(ts)).await
+    }
+
+    async fn send_with(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) -> Result<Acked> {
+        let started = Instant::now();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "producer",
+            value: Some("herald"),
+        });
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key).headers(headers);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some(ts) = timestamp {
+            record = record.timestamp(ts);
+        }
+        let result = self.inner.send(record, Timeout::After(self.timeout)).await;
+        metrics::histogram!("herald_kafka_produce_seconds").record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(delivery) => Ok(Acked {
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((err, _message)) => {
+                let err = Error::from_kafka(err);
+                let kind = match err {
+                    Error::Rejected(_) => "rejected",
+                    _ => "unavailable",
+                };
+                metrics::counter!("herald_kafka_produce_errors_total", "kind" => kind).increment(1);
+                Err(err)
+            }
+        }
+    }
+
+    /// Records waiting in librdkafka's queue or in flight to the broker.
+    pub fn queue_depth(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+
+    /// Waits (off the async runtime) until every queued record is acknowledged or `timeout`.
+    pub async fn flush(&self, timeout: Duration) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.flush(Timeout::After(timeout)))
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+            .map_err(Error::from_kafka)
+    }
+
+    /// The underlying client, for metadata queries.
+    pub fn client(&self) -> &FutureProducer {
+        &self.inner
+    }
+}
