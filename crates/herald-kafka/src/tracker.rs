@@ -103,6 +103,11 @@ impl OffsetTracker {
         tracker.complete(ticket.offset)
     }
 
+    /// Increases at every reset (rebalance): state tied to an assignment compares it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Records in flight across all partitions.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|(_, t)| t.in_flight()).sum()

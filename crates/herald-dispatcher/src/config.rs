@@ -1,0 +1,115 @@
+//! Dispatcher settings: one struct, loaded once, validated at start.
+
+use herald_core::duration::{serde_human, serde_human_vec};
+use herald_core::retry::RetryPolicy;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How the dispatcher consumes, delivers and retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Consumer group of the main (events) consumer; the retry consumer uses `<group>-retry`.
+    pub group: String,
+    /// Events being delivered at once (across all endpoints).
+    pub max_in_flight: usize,
+    /// Deliveries to one endpoint at once; further ones wait in the first retry tier.
+    pub per_endpoint_concurrency: usize,
+    /// Whole-attempt timeout (connect, send, response).
+    #[serde(with = "serde_human")]
+    pub attempt_timeout: Duration,
+    /// TCP connect timeout.
+    #[serde(with = "serde_human")]
+    pub connect_timeout: Duration,
+    /// Bytes of the response body kept in the attempt record.
+    pub response_excerpt_bytes: usize,
+    /// Waits after failed attempts 1, 2, …; past the last one a delivery is dead.
+    #[serde(with = "serde_human_vec")]
+    pub retry_schedule: Vec<Duration>,
+    /// ± fraction of jitter on each wait.
+    pub retry_jitter: f64,
+    /// Minimum wait after 429, 408 or a timeout.
+    #[serde(with = "serde_human")]
+    pub throttle_floor: Duration,
+    /// Destinations allowed despite being private/loopback/link-local (CIDR list, e.g.
+    /// `127.0.0.0/8`). Empty: only public addresses.
+    pub allowed_networks: Vec<String>,
+    /// `user-agent` header of every delivery.
+    pub user_agent: String,
+    /// Also send `svix-id`, `svix-timestamp`, `svix-signature` headers.
+    pub svix_headers: bool,
+}
+
+impl DispatcherConfig {
+    /// Production defaults (Standard Webhooks schedule, only public destinations).
+    pub fn defaults() -> Self {
+        let policy = RetryPolicy::production();
+        Self {
+            group: "herald-dispatcher".into(),
+            max_in_flight: 512,
+            per_endpoint_concurrency: 32,
+            attempt_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            response_excerpt_bytes: 1_024,
+            retry_schedule: policy.steps().to_vec(),
+            retry_jitter: policy.jitter(),
+            throttle_floor: policy.throttle_floor(),
+            allowed_networks: Vec::new(),
+            user_agent: format!("Herald-Webhooks/{}", env!("CARGO_PKG_VERSION")),
+            svix_headers: false,
+        }
+    }
+
+    /// The retry policy this config describes.
+    pub fn retry_policy(&self) -> Result<RetryPolicy, String> {
+        RetryPolicy::new(self.retry_schedule.clone(), self.retry_jitter, self.throttle_floor)
+            .map_err(|e| format!("dispatcher.retry_schedule/retry_jitter/throttle_floor: {e}"))
+    }
+
+    /// Checks every value; the message names the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.group.trim().is_empty() {
+            return Err("dispatcher.group: must not be empty".into());
+        }
+        if !(1..=100_000).contains(&self.max_in_flight) {
+            return Err("dispatcher.max_in_flight: must be between 1 and 100000".into());
+        }
+        if !(1..=10_000).contains(&self.per_endpoint_concurrency) {
+            return Err("dispatcher.per_endpoint_concurrency: must be between 1 and 10000".into());
+        }
+        if self.attempt_timeout < Duration::from_millis(50) {
+            return Err("dispatcher.attempt_timeout: must be at least 50ms".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("dispatcher.connect_timeout: must be positive".into());
+        }
+        for net in &self.allowed_networks {
+            crate::ssrf::Network::parse(net)
+                .map_err(|e| format!("dispatcher.allowed_networks: `{net}`: {e}"))?;
+        }
+        self.retry_policy().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(DispatcherConfig::defaults().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = DispatcherConfig::defaults();
+        c.max_in_flight = 0;
+        assert!(c.validate().unwrap_err().starts_with("dispatcher.max_in_flight"));
+        let mut c = DispatcherConfig::defaults();
+        c.retry_jitter = 3.0;
+        assert!(c.validate().unwrap_err().contains("retry_jitter"));
+        let mut c = DispatcherConfig::defaults();
+        c.allowed_networks = vec!["10.0.0.0/99".into()];
+        assert!(c.validate().unwrap_err().starts_with("dispatcher.allowed_networks"));
+    }
+}

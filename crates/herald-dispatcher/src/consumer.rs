@@ -1,0 +1,98 @@
+//! The events consumer: a group member on `events.v1` that fans every event out to the
+//! endpoints subscribed when it was accepted, runs the deliveries concurrently, and stores
+//! the offset only once every delivery's outcome is durable (ordered per partition).
+
+use crate::deliver::Deliverer;
+use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::tracker::{OffsetTracker, Ticket};
+use herald_kafka::KafkaConfig;
+use herald_proto::v1;
+use rdkafka::consumer::Consumer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Stores the position a completed ticket allows, if it advanced.
+pub fn complete(consumer: &TrackedConsumer, tracker: &Mutex<OffsetTracker>, ticket: &Ticket) {
+    let position = tracker.lock().expect("tracker lock").complete(ticket);
+    if let Some(position) = position {
+        let mut list = TopicPartitionList::new();
+        if list
+            .add_partition_offset(&ticket.topic, ticket.partition, Offset::Offset(position))
+            .is_ok()
+        {
+            if let Err(err) = consumer.store_offsets(&list) {
+                tracing::debug!(error = %err, partition = ticket.partition, "Offset not stored (partition moved?).");
+            }
+        }
+    }
+}
+
+/// Consumes the events topic until `shutdown`; in-flight work is left on `tasks` to drain.
+pub async fn run(
+    kafka: &KafkaConfig,
+    group: &str,
+    max_in_flight: usize,
+    deliverer: Arc<Deliverer>,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> herald_kafka::Result<Arc<TrackedConsumer>> {
+    let (consumer, tracker) = tracked_consumer(kafka, group, "herald-dispatcher")?;
+    let topic = kafka.topics().events();
+    consumer.subscribe(&[&topic]).map_err(herald_kafka::Error::from_kafka)?;
+    let consumer = Arc::new(consumer);
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore open"),
+        };
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::warn!(error = %err, "Consumer error; continuing.");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let ticket = tracker.lock().expect("tracker lock").begin(message.topic(), message.partition(), message.offset());
+        let envelope = match herald_proto::decode::<v1::EventEnvelope>("event", message.payload().unwrap_or_default()) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::error!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable event skipped.");
+                metrics::counter!("herald_events_undecodable_total").increment(1);
+                complete(&consumer, &tracker, &ticket);
+                continue;
+            }
+        };
+        let deliverer = deliverer.clone();
+        let consumer = consumer.clone();
+        let tracker = tracker.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            if fan_out(&deliverer, envelope).await {
+                complete(&consumer, &tracker, &ticket);
+            }
+        });
+    }
+    Ok(consumer)
+}
+
+/// Delivers one event to every subscriber; true when every outcome is durable.
+async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) -> bool {
+    let subscribers = deliverer
+        .endpoints
+        .subscribers(&envelope.event_type, &envelope.tenant, envelope.accepted_at_ms);
+    metrics::counter!("herald_fanout_deliveries_total").increment(subscribers.len() as u64);
+    let steps = subscribers
+        .iter()
+        .map(|endpoint| deliverer.step(Deliverer::first_task(&envelope, &endpoint.id)));
+    futures::future::join_all(steps).await.iter().all(Result::is_ok)
+}

@@ -1,0 +1,195 @@
+//! One delivery step, shared by the events consumer and the retry consumer: look up the
+//! endpoint, respect its concurrency limit, attempt, classify, log the attempt, route the
+//! outcome. Returns only once everything it decided is durable.
+
+use crate::route::{Abandoned, OutcomeWriter};
+use crate::sink::{AttemptOutput, Sender};
+use herald_core::ids::{DeliveryId, EndpointId};
+use herald_core::outcome::{classify, DeadReason, Outcome};
+use herald_core::retry::RetryPolicy;
+use herald_kafka::endpoints::EndpointsView;
+use herald_proto::v1;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The most attempt summaries a task carries (older ones stay in the attempts topic).
+const MAX_SUMMARIES: usize = 32;
+
+/// Everything a delivery step needs.
+pub struct Deliverer {
+    pub writer: OutcomeWriter,
+    pub endpoints: EndpointsView,
+    pub sender: Sender,
+    pub policy: RetryPolicy,
+    pub per_endpoint: usize,
+    limits: Mutex<HashMap<EndpointId, Arc<Semaphore>>>,
+}
+
+impl Deliverer {
+    /// Assembles a deliverer.
+    pub fn new(writer: OutcomeWriter, endpoints: EndpointsView, sender: Sender, policy: RetryPolicy, per_endpoint: usize) -> Self {
+        Self {
+            writer,
+            endpoints,
+            sender,
+            policy,
+            per_endpoint,
+            limits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh task for the first attempt of `event` to `endpoint_id`.
+    pub fn first_task(event: &v1::EventEnvelope, endpoint_id: &EndpointId) -> v1::DeliveryTask {
+        let event_id = herald_core::ids::EventId::parse(&event.id).ok();
+        let delivery_id = event_id
+            .map(|e| DeliveryId::for_delivery(&e, endpoint_id).to_string())
+            .unwrap_or_default();
+        v1::DeliveryTask {
+            event: Some(event.clone()),
+            endpoint_id: endpoint_id.to_string(),
+            delivery_id,
+            next_attempt: 1,
+            due_at_ms: 0,
+            ..Default::default()
+        }
+    }
+
+    fn permit(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
+        let semaphore = self
+            .limits
+            .lock()
+            .expect("limits lock")
+            .entry(endpoint.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// Runs the next attempt of `task` and makes its outcome durable.
+    pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
+        let Ok(endpoint_id) = EndpointId::parse(&task.endpoint_id) else {
+            return self.writer.dead(task, DeadReason::EndpointDeleted).await;
+        };
+        let Some(entry) = self.endpoints.get(&endpoint_id) else {
+            return self.writer.dead(task, DeadReason::EndpointDeleted).await;
+        };
+        if !entry.endpoint.enabled {
+            return self.writer.dead(task, DeadReason::EndpointDisabled).await;
+        }
+        let Some(_permit) = self.permit(&endpoint_id) else {
+            // The endpoint is at its concurrency limit: wait in the shortest tier instead of
+            // holding a slot that healthy endpoints need. No attempt is spent.
+            let tier = self.policy.tiers()[0];
+            task.due_at_ms = herald_kafka::now_ms() + tier.as_millis() as i64;
+            metrics::counter!("herald_deliveries_deferred_total").increment(1);
+            return self.writer.retry(tier, &task).await;
+        };
+        let event = task.event.clone().unwrap_or_default();
+        metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
+        let output = self.sender.deliver(&entry.endpoint, &event.id, &event.payload).await;
+        metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
+        let attempt = task.next_attempt.max(1);
+        let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
+        let summary = summarize(&output, attempt);
+        metrics::histogram!("herald_delivery_attempt_seconds").record(output.latency.as_secs_f64());
+        self.writer.attempt(&attempt_record(&task, &event, &summary, &outcome, output.excerpt)).await?;
+        if task.first_failure.is_none() && !output.result.is_success() {
+            task.first_failure = Some(summary.clone());
+        }
+        if !output.result.is_success() {
+            task.last_failure = Some(summary.clone());
+        }
+        task.attempts.push(summary);
+        if task.attempts.len() > MAX_SUMMARIES {
+            task.attempts.remove(0);
+        }
+        self.route(task, outcome, &entry, &event).await
+    }
+
+    async fn route(
+        &self,
+        mut task: v1::DeliveryTask,
+        outcome: Outcome,
+        entry: &herald_kafka::endpoints::Entry,
+        event: &v1::EventEnvelope,
+    ) -> Result<(), Abandoned> {
+        match outcome {
+            Outcome::Delivered => {
+                metrics::counter!("herald_deliveries_total", "outcome" => "delivered").increment(1);
+                let e2e = (herald_kafka::now_ms() - event.accepted_at_ms).max(0) as f64 / 1_000.0;
+                metrics::histogram!("herald_delivery_e2e_seconds").record(e2e);
+                tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, "Delivery succeeded.");
+                Ok(())
+            }
+            Outcome::Retry { after } => {
+                metrics::counter!("herald_deliveries_total", "outcome" => "retry").increment(1);
+                task.next_attempt += 1;
+                task.due_at_ms = herald_kafka::now_ms() + after.as_millis() as i64;
+                let tier = self.policy.tiers()[self.policy.tier_for(after)];
+                self.writer.retry(tier, &task).await
+            }
+            Outcome::Dead { reason, disable_endpoint } => {
+                metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
+                if disable_endpoint {
+                    self.disable(entry, "gone").await?;
+                }
+                self.writer.dead(task, reason).await
+            }
+        }
+    }
+
+    async fn disable(&self, entry: &herald_kafka::endpoints::Entry, reason: &str) -> Result<(), Abandoned> {
+        let mut endpoint = (*entry.endpoint).clone();
+        if !endpoint.enabled {
+            return Ok(());
+        }
+        endpoint.enabled = false;
+        endpoint.disabled_reason = reason.to_owned();
+        endpoint.updated_at = herald_kafka::now_ms();
+        tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");
+        let state = self
+            .writer
+            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
+            .await?;
+        self.endpoints.apply_local(&endpoint.id, Some(&state));
+        Ok(())
+    }
+}
+
+fn summarize(output: &AttemptOutput, attempt: u32) -> v1::AttemptSummary {
+    v1::AttemptSummary {
+        attempt,
+        started_at_ms: output.started_at_ms,
+        latency_ms: output.latency.as_millis().min(u32::MAX as u128) as u32,
+        status: u32::from(output.status),
+        result_class: output.result.class().to_owned(),
+        error: output.error.clone(),
+    }
+}
+
+fn attempt_record(
+    task: &v1::DeliveryTask,
+    event: &v1::EventEnvelope,
+    summary: &v1::AttemptSummary,
+    outcome: &Outcome,
+    excerpt: Vec<u8>,
+) -> v1::AttemptRecord {
+    v1::AttemptRecord {
+        delivery_id: task.delivery_id.clone(),
+        event_id: event.id.clone(),
+        endpoint_id: task.endpoint_id.clone(),
+        event_type: event.event_type.clone(),
+        tenant: event.tenant.clone(),
+        summary: Some(summary.clone()),
+        outcome: match outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+        }
+        .to_owned(),
+        response_excerpt: excerpt,
+        event_accepted_at_ms: event.accepted_at_ms,
+        replay_id: task.replay_id.clone(),
+    }
+}

@@ -1,0 +1,16 @@
+//! Dispatcher errors: all of them stop the service at start; delivery failures are outcomes,
+//! not errors.
+
+/// Why the dispatcher could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is invalid; the message names the key.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Kafka could not be used (client creation, subscription, views not catching up).
+    #[error(transparent)]
+    Kafka(#[from] herald_kafka::Error),
+}
+
+/// `Result` with the dispatcher's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+//! # herald-dispatcher
+//!
+//! Consumes accepted events and turns each into signed deliveries, one per subscribed
+//! endpoint, with every outcome made durable before the offset moves.
+//!
+//! ```text
+//! events.v1 ─▶ consumer ─▶ deliver (sink: signed POST) ─▶ route ─┬▶ attempts.v1
+//!                 ▲                                               ├▶ deliveries.retry.<tier> ─▶ retry ─┘
+//!                 └── ordered offsets per partition               └▶ deliveries.dlq.v1
+//! ```
+//!
+//! Modules:
+//! - [`config`]: `DispatcherConfig`, validated at start.
+//! - [`consumer`]: the events consumer and fan-out.
+//! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
+//! - [`deliver`]: one delivery step shared by both consumers.
+//! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
+//! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
+//! - [`ssrf`]: destination address policy.
+//! - [`service`]: `run(config, deps, shutdown, drain_deadline)`.
+
+pub mod config;
+pub mod consumer;
+pub mod deliver;
+pub mod error;
+pub mod retry;
+pub mod route;
+pub mod service;
+pub mod sink;
+pub mod ssrf;
+
+pub use config::DispatcherConfig;
+pub use error::{Error, Result};
+pub use service::{run, DispatcherDeps};

@@ -1,0 +1,79 @@
+//! The dispatcher service: both consumers, the sender and a graceful drain.
+
+use crate::config::DispatcherConfig;
+use crate::deliver::Deliverer;
+use crate::route::OutcomeWriter;
+use crate::sink::{Sender, SenderSettings};
+use crate::ssrf::Network;
+use crate::{consumer, retry, Error, Result};
+use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::{KafkaConfig, Producer};
+use rdkafka::consumer::{CommitMode, Consumer};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What the dispatcher shares with other services in the same process.
+pub struct DispatcherDeps {
+    pub kafka: KafkaConfig,
+    pub producer: Producer,
+    pub endpoints: EndpointsView,
+}
+
+/// Runs the dispatcher until `shutdown`, then drains: in-flight deliveries finish and their
+/// outcomes are written, offsets are committed; after `drain_deadline` remaining work is
+/// abandoned uncommitted (it will be redelivered, with the same `webhook-id`).
+pub async fn run(config: DispatcherConfig, deps: DispatcherDeps, shutdown: CancellationToken, drain_deadline: Duration) -> Result<()> {
+    config.validate().map_err(Error::Config)?;
+    let policy = config.retry_policy().map_err(Error::Config)?;
+    let allowed = config
+        .allowed_networks
+        .iter()
+        .map(|n| Network::parse(n).map_err(|e| Error::Config(format!("dispatcher.allowed_networks: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let sender = Sender::new(SenderSettings {
+        allowed,
+        user_agent: config.user_agent.clone(),
+        attempt_timeout: config.attempt_timeout,
+        connect_timeout: config.connect_timeout,
+        excerpt_bytes: config.response_excerpt_bytes,
+        svix_headers: config.svix_headers,
+    })
+    .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+    let abort = CancellationToken::new();
+    let writer = OutcomeWriter {
+        producer: deps.producer.clone(),
+        topics: deps.kafka.topics(),
+        abort: abort.clone(),
+    };
+    let deliverer = Arc::new(Deliverer::new(writer, deps.endpoints.clone(), sender, policy, config.per_endpoint_concurrency));
+    deps.endpoints
+        .view()
+        .wait_ready(Duration::from_secs(120))
+        .await
+        .map_err(Error::Kafka)?;
+    let tasks = TaskTracker::new();
+    tracing::info!(group = %config.group, "Dispatcher consuming.");
+    let (events, retries) = tokio::join!(
+        consumer::run(&deps.kafka, &config.group, config.max_in_flight, deliverer.clone(), &tasks, shutdown.clone()),
+        retry::run(&deps.kafka, &config.group, config.max_in_flight, deliverer, &tasks, shutdown.clone()),
+    );
+    let (events, retries) = (events.map_err(Error::Kafka)?, retries.map_err(Error::Kafka)?);
+    tracing::info!(in_flight = tasks.len(), "Dispatcher draining.");
+    tasks.close();
+    if tokio::time::timeout(drain_deadline, tasks.wait()).await.is_err() {
+        tracing::warn!(abandoned = tasks.len(), "Drain deadline passed; abandoning in-flight work uncommitted.");
+        abort.cancel();
+        tasks.wait().await;
+    }
+    for consumer in [events, retries] {
+        let consumer = consumer.clone();
+        let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+        if let Ok(Err(err)) = committed {
+            tracing::debug!(error = %err, "Final commit had nothing to commit or failed.");
+        }
+    }
+    tracing::info!("Dispatcher stopped.");
+    Ok(())
+}

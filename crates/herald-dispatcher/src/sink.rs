@@ -1,0 +1,222 @@
+//! The HTTP side: one signed POST per attempt, through a pooled client that refuses
+//! forbidden destinations at connect time and never follows redirects.
+
+use crate::ssrf::{self, Network};
+use herald_core::endpoint::Endpoint;
+use herald_core::outcome::{parse_retry_after_seconds, AttemptResult};
+use herald_core::signing::signature_header;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one attempt produced, with everything the attempt log keeps.
+#[derive(Debug, Clone)]
+pub struct AttemptOutput {
+    pub result: AttemptResult,
+    pub started_at_ms: i64,
+    pub latency: Duration,
+    pub status: u16,
+    pub error: String,
+    pub excerpt: Vec<u8>,
+}
+
+/// The error a refused destination produces; found again in reqwest's error chain.
+#[derive(Debug)]
+struct ForbiddenDestination(String);
+
+impl std::fmt::Display for ForbiddenDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "destination {} resolves only to forbidden addresses", self.0)
+    }
+}
+
+impl std::error::Error for ForbiddenDestination {}
+
+/// DNS resolution that drops addresses the SSRF policy forbids.
+struct GuardedResolver {
+    allowed: Arc<Vec<Network>>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allowed = self.allowed.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let addrs: Vec<_> = resolved.filter(|a| ssrf::is_allowed(a.ip(), &allowed)).collect();
+            if addrs.is_empty() {
+                return Err(Box::new(ForbiddenDestination(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Sends deliveries.
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allowed: Arc<Vec<Network>>,
+    user_agent: String,
+    timeout: Duration,
+    excerpt_bytes: usize,
+    svix_headers: bool,
+}
+
+/// What the sender needs from config.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    pub allowed: Vec<Network>,
+    pub user_agent: String,
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub excerpt_bytes: usize,
+    pub svix_headers: bool,
+}
+
+impl Sender {
+    /// Builds the pooled client (keep-alive, no redirects, guarded DNS).
+    pub fn new(settings: SenderSettings) -> Result<Self, reqwest::Error> {
+        let allowed = Arc::new(settings.allowed);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .dns_resolver(Arc::new(GuardedResolver { allowed: allowed.clone() }))
+            .build()?;
+        Ok(Self {
+            client,
+            allowed,
+            user_agent: settings.user_agent,
+            timeout: settings.attempt_timeout,
+            excerpt_bytes: settings.excerpt_bytes,
+            svix_headers: settings.svix_headers,
+        })
+    }
+
+    /// One signed attempt of `payload` (the exact event JSON bytes) to `endpoint`.
+    pub async fn deliver(&self, endpoint: &Endpoint, webhook_id: &str, payload: &[u8]) -> AttemptOutput {
+        let started_at_ms = herald_kafka::now_ms();
+        let started = Instant::now();
+        if let Some(refusal) = self.literal_address_refusal(&endpoint.url) {
+            return output(AttemptResult::Forbidden, started_at_ms, started, 0, refusal, Vec::new());
+        }
+        let timestamp = started_at_ms / 1_000;
+        let secrets = endpoint.active_secrets(started_at_ms);
+        let signature = signature_header(secrets, webhook_id, timestamp, payload);
+        let ts = timestamp.to_string();
+        let mut request = self
+            .client
+            .post(&endpoint.url)
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("user-agent", &self.user_agent)
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", &ts)
+            .header("webhook-signature", &signature);
+        if self.svix_headers {
+            request = request
+                .header("svix-id", webhook_id)
+                .header("svix-timestamp", &ts)
+                .header("svix-signature", &signature);
+        }
+        match request.body(payload.to_vec()).send().await {
+            Ok(response) => self.read_response(response, started_at_ms, started).await,
+            Err(err) => {
+                let result = if is_forbidden(&err) {
+                    AttemptResult::Forbidden
+                } else if err.is_timeout() {
+                    AttemptResult::Timeout
+                } else {
+                    AttemptResult::Connection
+                };
+                output(result, started_at_ms, started, 0, error_text(&err), Vec::new())
+            }
+        }
+    }
+
+    async fn read_response(&self, mut response: reqwest::Response, started_at_ms: i64, started: Instant) -> AttemptOutput {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after_seconds);
+        let mut excerpt = Vec::new();
+        let mut error = String::new();
+        while excerpt.len() < self.excerpt_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.excerpt_bytes - excerpt.len();
+                    excerpt.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    if err.is_timeout() && !(200..300).contains(&status) {
+                        error = "timed out reading the response body".into();
+                    }
+                    break;
+                }
+            }
+        }
+        if !(200..300).contains(&status) && error.is_empty() {
+            error = format!("HTTP {status}");
+        }
+        let result = AttemptResult::Response { status, retry_after };
+        output(result, started_at_ms, started, status, error, excerpt)
+    }
+
+    fn literal_address_refusal(&self, url: &str) -> Option<String> {
+        let host = reqwest::Url::parse(url).ok()?.host()?.to_owned();
+        let ip: std::net::IpAddr = match host {
+            url::Host::Ipv4(v4) => v4.into(),
+            url::Host::Ipv6(v6) => v6.into(),
+            url::Host::Domain(_) => return None,
+        };
+        (!ssrf::is_allowed(ip, &self.allowed)).then(|| format!("destination {ip} is not allowed"))
+    }
+}
+
+fn output(result: AttemptResult, started_at_ms: i64, started: Instant, status: u16, error: String, excerpt: Vec<u8>) -> AttemptOutput {
+    AttemptOutput {
+        result,
+        started_at_ms,
+        latency: started.elapsed(),
+        status,
+        error,
+        excerpt,
+    }
+}
+
+fn is_forbidden(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<ForbiddenDestination>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The error with its causes, bounded to 512 bytes.
+fn error_text(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    if text.len() > 512 {
+        let mut cut = 512;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
