@@ -15,6 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The most attempt summaries a task carries (older ones stay in the attempts topic).
 const MAX_SUMMARIES: usize = 32;
+/// First attempts remembered to drop duplicate events (idempotent re-sends, redelivery).
+const DEDUPE_CAPACITY: usize = 200_000;
 
 /// Everything a delivery step needs.
 pub struct Deliverer {
@@ -24,6 +26,7 @@ pub struct Deliverer {
     pub policy: RetryPolicy,
     pub per_endpoint: usize,
     limits: Mutex<HashMap<EndpointId, Arc<Semaphore>>>,
+    claimed: Mutex<crate::dedupe::Claims>,
 }
 
 impl Deliverer {
@@ -36,6 +39,7 @@ impl Deliverer {
             policy,
             per_endpoint,
             limits: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
         }
     }
 
@@ -68,6 +72,15 @@ impl Deliverer {
 
     /// Runs the next attempt of `task` and makes its outcome durable.
     pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
+        if task.next_attempt <= 1 && task.replay_id.is_empty() && task.first_failure.is_none() {
+            // A first attempt of a delivery already started here is a duplicate event
+            // (same id twice in the events topic): the first one owns the delivery.
+            if !self.claimed.lock().expect("claims lock").claim(&task.delivery_id) {
+                metrics::counter!("herald_deliveries_deduplicated_total").increment(1);
+                tracing::debug!(delivery_id = %task.delivery_id, "Duplicate first attempt dropped.");
+                return Ok(());
+            }
+        }
         let Ok(endpoint_id) = EndpointId::parse(&task.endpoint_id) else {
             return self.writer.dead(task, DeadReason::EndpointDeleted).await;
         };

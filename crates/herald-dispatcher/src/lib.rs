@@ -13,6 +13,7 @@
 //! - [`config`]: `DispatcherConfig`, validated at start.
 //! - [`consumer`]: the events consumer and fan-out.
 //! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
+//! - [`dedupe`]: bounded memory of started deliveries (duplicate events deliver once).
 //! - [`deliver`]: one delivery step shared by both consumers.
 //! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dedupe;
 pub mod deliver;
 pub mod error;
 pub mod retry;

@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tansu_broker::broker::Broker;
+use tansu_broker::coordinator::group::administrator::Controller;
+use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -41,12 +43,6 @@ pub fn enter_data_dir(dir: &Path) -> Result<PathBuf> {
     Ok(absolute)
 }
 
-/// A free loopback port: bind port 0, read it, release it.
-pub fn free_port(ip: std::net::IpAddr) -> Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind((ip, 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?)
-}
-
 /// Starts tansu on `addr` with sqlite storage in the current directory (`tansu.db`),
 /// or in memory when `memory` is set.
 pub async fn start(addr: SocketAddr, memory: bool) -> Result<EmbeddedBroker> {
@@ -56,7 +52,7 @@ pub async fn start(addr: SocketAddr, memory: bool) -> Result<EmbeddedBroker> {
         Url::parse("sqlite://tansu.db")?
     };
     let listener = Url::parse(&format!("tcp://{addr}"))?;
-    let broker = Broker::builder()
+    let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(111)
         .cluster_id("herald")
         .incarnation_id(uuid::Uuid::new_v4())

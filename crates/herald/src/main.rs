@@ -1,1 +1,112 @@
-fn main() {}
+//! `herald`: one binary for every role. `main` parses the command line, loads the config,
+//! sets up logs and metrics, and hands over to the library code of each service.
+
+mod broker;
+mod cli;
+mod config;
+mod dev;
+mod observability;
+mod services;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use cli::{Cli, Command, TopicsAction};
+use config::HeraldConfig;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    observability::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("herald: cannot start the async runtime: {err}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("herald: error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = HeraldConfig::load(cli.config.as_deref(), std::env::vars())?;
+    match cli.command {
+        Command::Dev(args) => dev::run(config, args, observability::init_metrics()?).await,
+        Command::Broker(args) => run_broker(config, args).await,
+        Command::Ingest => run_ingest(config).await,
+        Command::Dispatch => run_dispatch(config).await,
+        Command::Topics { action } => topics(config, action).await,
+    }
+}
+
+async fn run_broker(config: HeraldConfig, args: cli::BrokerArgs) -> Result<()> {
+    let dir = args.data_dir.unwrap_or(config.data_dir);
+    let dir = broker::enter_data_dir(&dir)?;
+    let mut broker = broker::start(args.listen, args.memory).await?;
+    println!("herald: broker listening on {} (data in {})", broker.addr, dir.display());
+    let shutdown = CancellationToken::new();
+    services::cancel_on_signal(shutdown.clone());
+    tokio::select! {
+        _ = shutdown.cancelled() => { broker.stop(); Ok(()) }
+        result = broker.wait() => result.and_then(|_| anyhow::bail!("broker stopped unexpectedly")),
+    }
+}
+
+async fn run_ingest(config: HeraldConfig) -> Result<()> {
+    let metrics = observability::init_metrics()?;
+    let shutdown = CancellationToken::new();
+    services::cancel_on_signal(shutdown.clone());
+    services::provision(&config, &shutdown).await?;
+    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
+    let ingest = services::start_ingest(&config, &shared, metrics, shutdown.clone()).await?;
+    let served = ingest.await.context("ingest task")?;
+    services::finish(shared, config.shutdown_deadline).await;
+    served.context("serving ingest")
+}
+
+async fn run_dispatch(config: HeraldConfig) -> Result<()> {
+    let metrics = observability::init_metrics()?;
+    let shutdown = CancellationToken::new();
+    services::cancel_on_signal(shutdown.clone());
+    services::provision(&config, &shutdown).await?;
+    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
+    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("metrics_listen: cannot bind {}", config.metrics_listen))?;
+    let app = observability::metrics_router(metrics);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    });
+    let result = services::run_dispatcher(&config, &shared, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = server.await;
+    services::finish(shared, config.shutdown_deadline).await;
+    result
+}
+
+async fn topics(config: HeraldConfig, action: TopicsAction) -> Result<()> {
+    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow::anyhow!(e))?;
+    let specs = herald_kafka::provision::topic_specs(&config.kafka, policy.tiers());
+    match action {
+        TopicsAction::Plan => {
+            for spec in specs {
+                println!("{}\tpartitions={}\t{:?}", spec.name, spec.partitions, spec.cleanup);
+            }
+            Ok(())
+        }
+        TopicsAction::Create => {
+            let shutdown = CancellationToken::new();
+            let created = herald_kafka::provision::ensure_topics(&config.kafka, &specs, std::time::Duration::from_secs(30), &shutdown).await?;
+            for (name, new) in created {
+                println!("{name}\t{}", if new { "created" } else { "exists" });
+            }
+            Ok(())
+        }
+    }
+}

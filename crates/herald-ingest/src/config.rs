@@ -1,0 +1,46 @@
+//! Ingest settings.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// Where ingest listens and what it accepts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Listen address of the ingest and admin API.
+    pub listen: SocketAddr,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Most events in one batch request.
+    pub max_batch: usize,
+    /// A full `hk_…` token registered with every scope at first start (bootstrap admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_key: Option<String>,
+}
+
+impl IngestConfig {
+    /// Defaults: loopback:8080, 1 MiB bodies, batches of up to 100.
+    pub fn defaults() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            max_body_bytes: 1 << 20,
+            max_batch: 100,
+            bootstrap_key: None,
+        }
+    }
+
+    /// Checks every value; the message names the bad key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1_024..=64 << 20).contains(&self.max_body_bytes) {
+            return Err("ingest.max_body_bytes: must be between 1024 and 67108864".into());
+        }
+        if !(1..=10_000).contains(&self.max_batch) {
+            return Err("ingest.max_batch: must be between 1 and 10000".into());
+        }
+        if let Some(key) = &self.bootstrap_key {
+            herald_core::apikey::ApiKeyToken::parse(key)
+                .map_err(|_| "ingest.bootstrap_key: must be a full hk_<id>_<secret> token".to_string())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Herald: event-sourced webhook delivery on Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about)]
+pub struct Cli {
+    /// Config file (TOML). Also `HERALD_CONFIG`.
+    #[arg(long, global = true, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest, admin API and dispatcher in one process, on an embedded broker by default.
+    Dev(DevArgs),
+    /// Run the embedded Kafka-compatible broker on its own.
+    Broker(BrokerArgs),
+    /// Run the HTTP ingest and admin API against a Kafka cluster.
+    Ingest,
+    /// Run the dispatcher against a Kafka cluster.
+    Dispatch,
+    /// Manage Herald's topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Use this Kafka (`host:port`) instead of the embedded broker.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Data directory (broker storage, generated master key and admin key).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the ingest/admin API listens (overrides `ingest.listen`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where the embedded broker listens.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub broker_listen: SocketAddr,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Data directory (`tansu.db` lives here).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address, also advertised to clients.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Keep data in memory only (lost at exit).
+    #[arg(long)]
+    pub memory: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Create every topic Herald needs (idempotent).
+    Create,
+    /// Print the topics Herald would create, with partitions and cleanup policy.
+    Plan,
+}

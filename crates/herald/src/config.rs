@@ -1,0 +1,198 @@
+//! One config for every command: defaults → TOML file → `HERALD_*` environment, validated once.
+//!
+//! Environment variables address keys with `__` between levels, for example
+//! `HERALD_KAFKA__BROKERS=kafka-1:9092`, `HERALD_DISPATCHER__RETRY_SCHEDULE=100ms,200ms`,
+//! `HERALD_MASTER_KEY=…`. Values are read as TOML when they parse as TOML (numbers,
+//! booleans, arrays) and as plain strings otherwise. An unknown variable is an error that
+//! names it.
+
+use anyhow::{anyhow, bail, Context, Result};
+use herald_core::duration::serde_human;
+use herald_dispatcher::DispatcherConfig;
+use herald_ingest::IngestConfig;
+use herald_kafka::KafkaConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Variables with the `HERALD_` prefix that are not config keys.
+const NOT_CONFIG: [&str; 2] = ["HERALD_CONFIG", "HERALD_LOG"];
+
+/// Everything Herald can be told.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeraldConfig {
+    /// Where `herald dev` and `herald broker` keep broker data and generated keys.
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes sealing endpoint secrets at rest. `herald dev` generates one in the
+    /// data directory when empty; `herald ingest`/`dispatch` require it.
+    pub master_key: String,
+    /// How long a SIGTERM/SIGINT drain may take before in-flight work is abandoned uncommitted.
+    #[serde(with = "serde_human")]
+    pub shutdown_deadline: Duration,
+    /// Address of `/metrics`, `/healthz`, `/readyz` for `herald dispatch` (ingest serves them on
+    /// its own listener).
+    pub metrics_listen: std::net::SocketAddr,
+    pub kafka: KafkaConfig,
+    pub ingest: IngestConfig,
+    pub dispatcher: DispatcherConfig,
+}
+
+impl HeraldConfig {
+    /// Built-in defaults.
+    pub fn defaults() -> Self {
+        Self {
+            data_dir: PathBuf::from("herald-data"),
+            master_key: String::new(),
+            shutdown_deadline: Duration::from_secs(30),
+            metrics_listen: ([127, 0, 0, 1], 9464).into(),
+            kafka: KafkaConfig::with_brokers("127.0.0.1:9092"),
+            ingest: IngestConfig::defaults(),
+            dispatcher: DispatcherConfig::defaults(),
+        }
+    }
+
+    /// Loads defaults, then `file` (if any), then the `HERALD_*` variables of `env`.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let mut merged = toml::Value::try_from(Self::defaults()).context("serializing defaults")?;
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading config file {}", file.display()))?;
+            let overlay: toml::Value = toml::from_str(&text)
+                .map_err(|e| anyhow!("config file {}: {}", file.display(), e.message()))?;
+            merge(&mut merged, overlay);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+            if NOT_CONFIG.contains(&name.as_str()) {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            set_path(&mut merged, &path, parse_env_value(&value))
+                .map_err(|_| anyhow!("{name}: unknown setting `{}`", path.join(".")))?;
+        }
+        let config: Self = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("invalid configuration: {}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section; the message names the bad key.
+    pub fn validate(&self) -> Result<()> {
+        self.kafka.validate().map_err(|e| anyhow!(e))?;
+        self.ingest.validate().map_err(|e| anyhow!(e))?;
+        self.dispatcher.validate().map_err(|e| anyhow!(e))?;
+        if !self.master_key.is_empty()
+            && herald_core::sealing::MasterKey::parse_base64(&self.master_key).is_none()
+        {
+            bail!("master_key: must be base64 of exactly 32 bytes");
+        }
+        Ok(())
+    }
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()))
+}
+
+fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), ()> {
+    let (last, parents) = path.split_last().ok_or(())?;
+    let mut node = root;
+    for key in parents {
+        node = node.as_table_mut().and_then(|t| t.get_mut(key)).ok_or(())?;
+    }
+    let table = node.as_table_mut().ok_or(())?;
+    // Optional keys are absent from serialized defaults; accept the ones serde knows.
+    let known = table.contains_key(last) || matches!(last.as_str(), "bootstrap_key");
+    if !known {
+        return Err(());
+    }
+    let value = match (table.get(last), value) {
+        // A plain string where the default is a string keeps exact text (e.g. "5s").
+        (Some(toml::Value::String(_)), v) if !v.is_str() => toml::Value::String(v.to_string()),
+        (_, v) => v,
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(base), toml::Value::Table(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let config = HeraldConfig::load(None, env(&[])).unwrap();
+        assert_eq!(config, HeraldConfig::defaults());
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let config = HeraldConfig::load(
+            None,
+            env(&[
+                ("HERALD_KAFKA__BROKERS", "k1:9092,k2:9092"),
+                ("HERALD_KAFKA__PARTITIONS", "12"),
+                ("HERALD_DISPATCHER__RETRY_SCHEDULE", "100ms,200ms"),
+                ("HERALD_DISPATCHER__ALLOWED_NETWORKS", "[\"127.0.0.0/8\"]"),
+                ("HERALD_LOG", "debug"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(config.kafka.partitions, 12);
+        assert_eq!(config.dispatcher.retry_schedule, vec![Duration::from_millis(100), Duration::from_millis(200)]);
+        assert_eq!(config.dispatcher.allowed_networks, vec!["127.0.0.0/8".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let err = HeraldConfig::load(None, env(&[("HERALD_KAFKA__BROKRS", "x")])).unwrap_err();
+        assert!(err.to_string().contains("HERALD_KAFKA__BROKRS"), "{err}");
+        let err = HeraldConfig::load(None, env(&[("HERALD_KAFKA__PARTITIONS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("kafka.partitions"), "{err}");
+        let err = HeraldConfig::load(None, env(&[("HERALD_DISPATCHER__ATTEMPT_TIMEOUT", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let err = HeraldConfig::load(None, env(&[("HERALD_MASTER_KEY", "short")])).unwrap_err();
+        assert!(err.to_string().contains("master_key"), "{err}");
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(&file, "[kafka]\ntopic_prefix = \"staging.\"\n[dispatcher]\nmax_in_flight = 7\n").unwrap();
+        let config = HeraldConfig::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.kafka.topic_prefix, "staging.");
+        assert_eq!(config.dispatcher.max_in_flight, 7);
+        std::fs::write(&file, "[kafka]\nnope = 1\n").unwrap();
+        let err = HeraldConfig::load(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,113 @@
+//! Assembly of the services from one config: topics, producer, views, ingest, dispatcher.
+
+use crate::config::HeraldConfig;
+use anyhow::{anyhow, Context, Result};
+use herald_core::sealing::MasterKey;
+use herald_ingest::IngestState;
+use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::keys::KeysView;
+use herald_kafka::provision::{ensure_topics, topic_specs};
+use herald_kafka::Producer;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every service in a process shares.
+pub struct Shared {
+    pub producer: Producer,
+    pub endpoints: EndpointsView,
+    pub keys: KeysView,
+    pub views: TaskTracker,
+}
+
+/// Creates the topics this config needs (idempotent), waiting up to a minute for the broker.
+pub async fn provision(config: &HeraldConfig, shutdown: &CancellationToken) -> Result<()> {
+    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
+    let specs = topic_specs(&config.kafka, policy.tiers());
+    ensure_topics(&config.kafka, &specs, Duration::from_secs(60), shutdown)
+        .await
+        .context("provisioning topics")?;
+    Ok(())
+}
+
+/// The master key from config; errors name the key.
+pub fn master_key(config: &HeraldConfig) -> Result<MasterKey> {
+    if config.master_key.is_empty() {
+        anyhow::bail!("master_key: required (base64 of 32 bytes; HERALD_MASTER_KEY)");
+    }
+    MasterKey::parse_base64(&config.master_key).ok_or_else(|| anyhow!("master_key: must be base64 of exactly 32 bytes"))
+}
+
+/// Producer and views, started and caught up.
+pub async fn shared(config: &HeraldConfig, key: MasterKey, shutdown: &CancellationToken) -> Result<Shared> {
+    let producer = Producer::new(&config.kafka, "herald")?;
+    let views = TaskTracker::new();
+    let endpoints = EndpointsView::spawn(&config.kafka, key, &views, shutdown.clone());
+    let keys = KeysView::spawn(&config.kafka, &views, shutdown.clone());
+    let wait = Duration::from_secs(120);
+    endpoints.view().wait_ready(wait).await?;
+    keys.view().wait_ready(wait).await?;
+    Ok(Shared { producer, endpoints, keys, views })
+}
+
+/// Binds and serves ingest + admin API + `/metrics` until `shutdown`. Prints the bound address.
+pub async fn start_ingest(
+    config: &HeraldConfig,
+    shared: &Shared,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let state = IngestState {
+        config: config.ingest.clone(),
+        producer: shared.producer.clone(),
+        topics: config.kafka.topics(),
+        endpoints: shared.endpoints.clone(),
+        keys: shared.keys.clone(),
+    };
+    herald_ingest::ensure_bootstrap_key(&state).await.context("bootstrap admin key")?;
+    let listener = tokio::net::TcpListener::bind(config.ingest.listen)
+        .await
+        .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "Ingest and admin API listening.");
+    println!("herald: ingest listening on http://{addr}");
+    let extra = crate::observability::metrics_router(metrics);
+    Ok(tokio::spawn(herald_ingest::serve(listener, state, extra, shutdown)))
+}
+
+/// Runs the dispatcher until `shutdown`, draining within the configured deadline.
+pub async fn run_dispatcher(config: &HeraldConfig, shared: &Shared, shutdown: CancellationToken) -> Result<()> {
+    let deps = herald_dispatcher::DispatcherDeps {
+        kafka: config.kafka.clone(),
+        producer: shared.producer.clone(),
+        endpoints: shared.endpoints.clone(),
+    };
+    herald_dispatcher::run(config.dispatcher.clone(), deps, shutdown, config.shutdown_deadline).await?;
+    Ok(())
+}
+
+/// Flushes the producer and stops the views.
+pub async fn finish(shared: Shared, deadline: Duration) {
+    if let Err(err) = shared.producer.flush(deadline).await {
+        tracing::warn!(error = %err, "Producer flush incomplete at exit.");
+    }
+    shared.views.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), shared.views.wait()).await;
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("Cannot install signal handlers.");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining."),
+            _ = int.recv() => tracing::info!("SIGINT: draining."),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,8 @@
+//! Cross-service end-to-end tests: a real broker process (`herald broker`, embedded tansu),
+//! the real `herald` service process, real HTTP receivers on loopback, and signatures checked
+//! by the independent `standardwebhooks` Python library.
+
+mod utils;
+
+mod delivery;
+mod restart;
