@@ -26,7 +26,15 @@ fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures
     env.push(("HERALD_INGEST__MAX_BATCH", BATCH_SIZE.to_string()));
     let mut herald = Proc::spawn(
         "herald",
-        &["dev", "--kafka", &broker_addr.to_string(), "--listen", "127.0.0.1:0", "--data-dir", dir.path().join("dev").to_str().unwrap()],
+        &[
+            "dev",
+            "--kafka",
+            &broker_addr.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("dev").to_str().unwrap(),
+        ],
         &env,
         dir.path(),
     );
@@ -50,44 +58,69 @@ fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures
                     assert_eq!(status, 202, "{resp}");
                     let id = resp["id"].as_str().unwrap().to_owned();
                     let payload = serde_json::to_vec(&body["payload"]).unwrap();
-                    sent.lock().unwrap().insert(id, (body["type"].as_str().unwrap().to_owned(), payload));
+                    sent.lock()
+                        .unwrap()
+                        .insert(id, (body["type"].as_str().unwrap().to_owned(), payload));
                 }
             });
         }
     });
     for b in 0..BATCHES {
-        let items: Vec<_> = (0..BATCH_SIZE).map(|k| event(SINGLE + b * BATCH_SIZE + k)).collect();
+        let items: Vec<_> = (0..BATCH_SIZE)
+            .map(|k| event(SINGLE + b * BATCH_SIZE + k))
+            .collect();
         let (status, resp) = api.post("/v1/events/batch", &json!({"events": items}));
         assert_eq!(status, 202, "{resp}");
         for (k, result) in resp["results"].as_array().unwrap().iter().enumerate() {
             assert_eq!(result["status"], 202, "{result}");
             let payload = serde_json::to_vec(&items[k]["payload"]).unwrap();
             let kind = items[k]["type"].as_str().unwrap().to_owned();
-            sent.lock().unwrap().insert(result["id"].as_str().unwrap().to_owned(), (kind, payload));
+            sent.lock()
+                .unwrap()
+                .insert(result["id"].as_str().unwrap().to_owned(), (kind, payload));
         }
     }
     let sent = sent.into_inner().unwrap();
-    assert_eq!(sent.len(), SINGLE + BATCHES * BATCH_SIZE, "every accepted event has its own id");
+    assert_eq!(
+        sent.len(),
+        SINGLE + BATCHES * BATCH_SIZE,
+        "every accepted event has its own id"
+    );
 
     let expect = |kind: &str| -> HashSet<String> {
-        sent.iter().filter(|(_, (k, _))| k == kind).map(|(id, _)| id.clone()).collect()
+        sent.iter()
+            .filter(|(_, (k, _))| k == kind)
+            .map(|(id, _)| id.clone())
+            .collect()
     };
     let (stock, invoices) = (expect("stock.moved"), expect("invoice.paid"));
     receiver.wait_for("/stock", stock.len(), Duration::from_secs(180));
     receiver.wait_for("/invoices", invoices.len(), Duration::from_secs(180));
 
-    for (path, expected, secret) in [("/stock", &stock, &stock_secret), ("/invoices", &invoices, &invoice_secret)] {
+    for (path, expected, secret) in [
+        ("/stock", &stock, &stock_secret),
+        ("/invoices", &invoices, &invoice_secret),
+    ] {
         let got = receiver.on(path);
-        let ids: Vec<String> = got.iter().map(|r| r.headers["webhook-id"].clone()).collect();
+        let ids: Vec<String> = got
+            .iter()
+            .map(|r| r.headers["webhook-id"].clone())
+            .collect();
         let unique: HashSet<String> = ids.iter().cloned().collect();
         assert_eq!(unique.len(), ids.len(), "{path}: duplicate deliveries");
-        assert_eq!(&unique, expected, "{path}: delivered set differs from the subscribed set");
+        assert_eq!(
+            &unique, expected,
+            "{path}: delivered set differs from the subscribed set"
+        );
         for r in &got {
             let id = &r.headers["webhook-id"];
             assert_eq!(r.headers["content-type"], "application/json");
             assert!(r.headers["user-agent"].starts_with("Herald-Webhooks/"));
             assert!(r.headers["webhook-signature"].starts_with("v1,"));
-            assert_eq!(r.body, sent[id].1, "{path}: body bytes of {id} differ from what was sent");
+            assert_eq!(
+                r.body, sent[id].1,
+                "{path}: body bytes of {id} differ from what was sent"
+            );
         }
         assert_eq!(verify_with_python(&got, secret), expected.len());
     }
@@ -107,30 +140,67 @@ fn idempotency_key_yields_one_event_and_one_delivery() {
     let token = admin_token();
     let mut herald = Proc::spawn(
         "herald",
-        &["dev", "--kafka", &broker_addr.to_string(), "--listen", "127.0.0.1:0", "--data-dir", dir.path().join("dev").to_str().unwrap()],
+        &[
+            "dev",
+            "--kafka",
+            &broker_addr.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("dev").to_str().unwrap(),
+        ],
         &herald_env(&token, &master_key()),
         dir.path(),
     );
-    let api = Api::new(herald.wait_line("herald: ingest listening on", Duration::from_secs(120)), token);
+    let api = Api::new(
+        herald.wait_line("herald: ingest listening on", Duration::from_secs(120)),
+        token,
+    );
     api.create_endpoint(&format!("http://{}/hook", receiver.addr), &[]);
     let body = json!({"type": "order.created", "payload": {"order": 1}});
-    let (s1, r1) = api.post_with("/v1/events", &body, &[("Idempotency-Key", "order-1-created")]);
-    let (s2, r2) = api.post_with("/v1/events", &body, &[("Idempotency-Key", "order-1-created")]);
+    let (s1, r1) = api.post_with(
+        "/v1/events",
+        &body,
+        &[("Idempotency-Key", "order-1-created")],
+    );
+    let (s2, r2) = api.post_with(
+        "/v1/events",
+        &body,
+        &[("Idempotency-Key", "order-1-created")],
+    );
     assert_eq!((s1, s2), (202, 202), "{r1} {r2}");
     assert_eq!(r1["id"], r2["id"], "same key, same event id");
     // A marker event sent afterwards proves the dispatcher got past both.
-    let (_, marker) = api.post("/v1/events", &json!({"type": "order.marker", "payload": {}}));
+    let (_, marker) = api.post(
+        "/v1/events",
+        &json!({"type": "order.marker", "payload": {}}),
+    );
     receiver.wait_for("/hook", 2, Duration::from_secs(60));
-    let ids: Vec<String> = receiver.on("/hook").iter().map(|r| r.headers["webhook-id"].clone()).collect();
+    let ids: Vec<String> = receiver
+        .on("/hook")
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
     let marker_id = marker["id"].as_str().unwrap();
     // Wait until the marker arrived, then count deliveries of the idempotent event.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !receiver.on("/hook").iter().any(|r| r.headers["webhook-id"] == marker_id) {
-        assert!(std::time::Instant::now() < deadline, "marker not delivered; got {ids:?}");
+    while !receiver
+        .on("/hook")
+        .iter()
+        .any(|r| r.headers["webhook-id"] == marker_id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "marker not delivered; got {ids:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let event_id = r1["id"].as_str().unwrap();
-    let count = receiver.on("/hook").iter().filter(|r| r.headers["webhook-id"] == event_id).count();
+    let count = receiver
+        .on("/hook")
+        .iter()
+        .filter(|r| r.headers["webhook-id"] == event_id)
+        .count();
     assert_eq!(count, 1, "one event, one delivery");
     herald.signal("TERM");
     assert_eq!(herald.wait_exit(Duration::from_secs(60)), Some(0));

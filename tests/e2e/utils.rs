@@ -16,7 +16,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("herald-e2e-{name}-{}-{}", std::process::id(), rand_suffix()));
+        let dir = std::env::temp_dir().join(format!(
+            "herald-e2e-{name}-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
     }
@@ -32,12 +36,19 @@ impl Drop for TempDir {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
 }
 
 /// A free loopback port.
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A child process killed on drop, with its stdout lines collected.
@@ -54,8 +65,13 @@ impl Proc {
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(cwd.join(format!("{name}.log"))).unwrap()));
-        cmd.env("HERALD_LOG", "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,libsql=warn");
+            .stderr(Stdio::from(
+                std::fs::File::create(cwd.join(format!("{name}.log"))).unwrap(),
+            ));
+        cmd.env(
+            "HERALD_LOG",
+            "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,libsql=warn",
+        );
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -68,26 +84,46 @@ impl Proc {
                 sink.lock().unwrap().push(line);
             }
         });
-        Self { child, lines, name: name.to_owned() }
+        Self {
+            child,
+            lines,
+            name: name.to_owned(),
+        }
     }
 
     /// Waits for a stdout line starting with `prefix`; returns the rest.
     pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| l.starts_with(prefix)) {
+            if let Some(line) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(prefix))
+            {
                 return line[prefix.len()..].trim().to_owned();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited with {status} before printing `{prefix}`", self.name);
+                panic!(
+                    "{} exited with {status} before printing `{prefix}`",
+                    self.name
+                );
             }
-            assert!(Instant::now() < deadline, "{} did not print `{prefix}` within {timeout:?}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print `{prefix}` within {timeout:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([format!("-{signal}"), self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -98,7 +134,11 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}", self.name);
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -116,7 +156,13 @@ pub fn start_broker(dir: &Path) -> (Proc, SocketAddr) {
     let addr = free_port();
     let mut broker = Proc::spawn(
         "broker",
-        &["broker", "--data-dir", dir.join("broker").to_str().unwrap(), "--listen", &addr.to_string()],
+        &[
+            "broker",
+            "--data-dir",
+            dir.join("broker").to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+        ],
         &[],
         dir,
     );
@@ -130,8 +176,14 @@ pub fn herald_env(admin_token: &str, master_key: &str) -> Vec<(&'static str, Str
         ("HERALD_INGEST__BOOTSTRAP_KEY", admin_token.to_owned()),
         ("HERALD_MASTER_KEY", master_key.to_owned()),
         ("HERALD_KAFKA__PARTITIONS", "3".to_owned()),
-        ("HERALD_DISPATCHER__ALLOWED_NETWORKS", "[\"127.0.0.0/8\"]".to_owned()),
-        ("HERALD_DISPATCHER__RETRY_SCHEDULE", "200ms,400ms,800ms".to_owned()),
+        (
+            "HERALD_DISPATCHER__ALLOWED_NETWORKS",
+            "[\"127.0.0.0/8\"]".to_owned(),
+        ),
+        (
+            "HERALD_DISPATCHER__RETRY_SCHEDULE",
+            "200ms,400ms,800ms".to_owned(),
+        ),
         ("HERALD_DISPATCHER__THROTTLE_FLOOR", "300ms".to_owned()),
         ("HERALD_DISPATCHER__ATTEMPT_TIMEOUT", "2s".to_owned()),
         ("HERALD_SHUTDOWN_DEADLINE", "10s".to_owned()),
@@ -164,10 +216,16 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(addr: SocketAddr) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let sink = got.clone();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).expect("bind receiver");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         runtime.spawn(async move {
             let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -177,31 +235,62 @@ impl Receiver {
                     let headers = req
                         .headers()
                         .iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_owned(),
+                                v.to_str().unwrap_or_default().to_owned(),
+                            )
+                        })
                         .collect();
-                    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap_or_default().to_vec();
-                    sink.lock().unwrap().push(Received { path, headers, body });
+                    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                        .await
+                        .unwrap_or_default()
+                        .to_vec();
+                    sink.lock().unwrap().push(Received {
+                        path,
+                        headers,
+                        body,
+                    });
                     "ok"
                 }
             });
             axum::serve(listener, app).await.unwrap();
         });
-        Self { addr, got, _runtime: runtime }
+        Self {
+            addr,
+            got,
+            _runtime: runtime,
+        }
     }
 
     pub fn count(&self, path: &str) -> usize {
-        self.got.lock().unwrap().iter().filter(|r| r.path == path).count()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
     }
 
     pub fn on(&self, path: &str) -> Vec<Received> {
-        self.got.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Waits until `path` got at least `n` requests, at most `timeout`.
     pub fn wait_for(&self, path: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.count(path) < n {
-            assert!(Instant::now() < deadline, "{path}: got {} of {n} deliveries within {timeout:?}", self.count(path));
+            assert!(
+                Instant::now() < deadline,
+                "{path}: got {} of {n} deliveries within {timeout:?}",
+                self.count(path)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -216,15 +305,31 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String, token: String) -> Self {
-        Self { base, token, client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap() }
+        Self {
+            base,
+            token,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
     }
 
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.post_with(path, body, &[])
     }
 
-    pub fn post_with(&self, path: &str, body: &serde_json::Value, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
-        let mut req = self.client.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body);
+    pub fn post_with(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -233,31 +338,42 @@ impl Api {
         (status, resp.json().unwrap_or(serde_json::Value::Null))
     }
 
-    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self.client.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(serde_json::Value::Null))
-    }
-
     /// Creates an endpoint; returns (id, secret).
     pub fn create_endpoint(&self, url: &str, types: &[&str]) -> (String, String) {
-        let (status, body) = self.post("/v1/endpoints", &serde_json::json!({"url": url, "event_types": types}));
+        let (status, body) = self.post(
+            "/v1/endpoints",
+            &serde_json::json!({"url": url, "event_types": types}),
+        );
         assert_eq!(status, 201, "{body}");
-        (body["id"].as_str().unwrap().to_owned(), body["secret"].as_str().unwrap().to_owned())
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["secret"].as_str().unwrap().to_owned(),
+        )
     }
 }
 
 /// Verifies every delivery with the Python `standardwebhooks` package (an implementation
 /// independent of Herald's). Returns how many verified.
 pub fn verify_with_python(deliveries: &[Received], secret: &str) -> usize {
-    let file = std::env::temp_dir().join(format!("herald-verify-{}-{}.json", std::process::id(), rand_suffix()));
+    let file = std::env::temp_dir().join(format!(
+        "herald-verify-{}-{}.json",
+        std::process::id(),
+        rand_suffix()
+    ));
     let items: Vec<serde_json::Value> = deliveries
         .iter()
-        .map(|d| serde_json::json!({"headers": d.headers, "body": String::from_utf8_lossy(&d.body)}))
+        .map(
+            |d| serde_json::json!({"headers": d.headers, "body": String::from_utf8_lossy(&d.body)}),
+        )
         .collect();
     std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/verify_signatures.py");
-    let out = Command::new("python3").arg(&script).arg(&file).arg(secret).output().expect("python3");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&file)
+        .arg(secret)
+        .output()
+        .expect("python3");
     let _ = std::fs::remove_file(&file);
     assert!(
         out.status.success(),
@@ -265,5 +381,8 @@ pub fn verify_with_python(deliveries: &[Received], secret: &str) -> usize {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("verified count")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("verified count")
 }

@@ -71,7 +71,9 @@ impl ApiKeyToken {
 
     /// Parses `hk_<id body>_<secret>` as presented in `Authorization: Bearer …`.
     pub fn parse(text: &str) -> crate::Result<Self> {
-        let rest = text.strip_prefix("hk_").ok_or(crate::Error::MalformedApiKey)?;
+        let rest = text
+            .strip_prefix("hk_")
+            .ok_or(crate::Error::MalformedApiKey)?;
         let (body, secret) = rest.split_once('_').ok_or(crate::Error::MalformedApiKey)?;
         if secret.len() < 16 || secret.len() > 128 || !secret.is_ascii() {
             return Err(crate::Error::MalformedApiKey);
@@ -126,8 +128,19 @@ mod tests {
 
     #[test]
     fn malformed_tokens() {
-        for bad in ["", "hk_", "hk_abc", "sk_ABC_secretsecretsecret", "hk_a b_secretsecretsecret", "hk_ABC_short"] {
-            assert_eq!(ApiKeyToken::parse(bad), Err(crate::Error::MalformedApiKey), "{bad}");
+        for bad in [
+            "",
+            "hk_",
+            "hk_abc",
+            "sk_ABC_secretsecretsecret",
+            "hk_a b_secretsecretsecret",
+            "hk_ABC_short",
+        ] {
+            assert_eq!(
+                ApiKeyToken::parse(bad),
+                Err(crate::Error::MalformedApiKey),
+                "{bad}"
+            );
         }
     }
 

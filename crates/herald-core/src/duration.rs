@@ -40,7 +40,12 @@ pub fn parse(text: &str) -> crate::Result<Duration> {
 /// `1500ms`. This is also how retry tier topics are named.
 pub fn format(duration: Duration) -> String {
     let millis = duration.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if millis > 0 && millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
@@ -122,6 +127,11 @@ mod tests {
         assert_eq!(format(Duration::from_secs(36_000)), "10h");
         assert_eq!(format(Duration::from_millis(100)), "100ms");
         assert_eq!(format(Duration::from_millis(1_500)), "1500ms");
-        assert_eq!(parse(&format(Duration::from_secs(7_200))).unwrap().as_secs(), 7_200);
+        assert_eq!(
+            parse(&format(Duration::from_secs(7_200)))
+                .unwrap()
+                .as_secs(),
+            7_200
+        );
     }
 }

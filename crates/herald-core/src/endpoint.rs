@@ -41,7 +41,10 @@ impl Endpoint {
     pub fn subscribes_to(&self, event_type: &str, tenant: &str) -> bool {
         (self.tenant.is_empty() || self.tenant == tenant)
             && (self.event_types.is_empty()
-                || self.event_types.iter().any(|f| filter_matches(f, event_type)))
+                || self
+                    .event_types
+                    .iter()
+                    .any(|f| filter_matches(f, event_type)))
     }
 
     /// The secrets to sign with at `now`: the current one and any not yet expired.
@@ -122,8 +125,14 @@ mod tests {
         let mut ep = endpoint(&[], "");
         let (new, old) = (Secret::generate(), Secret::generate());
         ep.signing_keys = vec![
-            SigningKey { secret: new.clone(), expires_at: None },
-            SigningKey { secret: old.clone(), expires_at: Some(1_000) },
+            SigningKey {
+                secret: new.clone(),
+                expires_at: None,
+            },
+            SigningKey {
+                secret: old.clone(),
+                expires_at: Some(1_000),
+            },
         ];
         assert_eq!(ep.active_secrets(999), vec![&new, &old]);
         assert_eq!(ep.active_secrets(1_000), vec![&new]);

@@ -199,7 +199,10 @@ mod tests {
     fn parse_rejects_wrong_prefix_and_bad_bodies() {
         assert!(matches!(
             EventId::parse("ep_ABC"),
-            Err(crate::Error::InvalidId { reason: "wrong prefix", .. })
+            Err(crate::Error::InvalidId {
+                reason: "wrong prefix",
+                ..
+            })
         ));
         assert!(EventId::parse("evt_").is_err());
         assert!(EventId::parse("evt_a b").is_err());

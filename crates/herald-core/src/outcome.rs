@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn success_is_any_2xx() {
         for status in [200, 201, 202, 204, 299] {
-            assert_eq!(classify(&response(status), 1, &policy(), 0.5), Outcome::Delivered);
+            assert_eq!(
+                classify(&response(status), 1, &policy(), 0.5),
+                Outcome::Delivered
+            );
         }
     }
 
@@ -178,13 +181,17 @@ mod tests {
         for status in [301, 302, 307, 400, 401, 404, 500, 502, 503] {
             assert_eq!(
                 classify(&response(status), 1, &policy(), 0.5),
-                Outcome::Retry { after: Duration::from_secs(5) },
+                Outcome::Retry {
+                    after: Duration::from_secs(5)
+                },
                 "status {status}"
             );
         }
         assert_eq!(
             classify(&AttemptResult::Connection, 2, &policy(), 0.5),
-            Outcome::Retry { after: Duration::from_secs(300) }
+            Outcome::Retry {
+                after: Duration::from_secs(300)
+            }
         );
     }
 
@@ -193,7 +200,9 @@ mod tests {
         for result in [response(429), response(408), AttemptResult::Timeout] {
             assert_eq!(
                 classify(&result, 1, &policy(), 0.5),
-                Outcome::Retry { after: Duration::from_secs(60) }
+                Outcome::Retry {
+                    after: Duration::from_secs(60)
+                }
             );
         }
     }
@@ -206,7 +215,9 @@ mod tests {
         };
         assert_eq!(
             classify(&result, 1, &policy(), 0.5),
-            Outcome::Retry { after: Duration::from_secs(8) }
+            Outcome::Retry {
+                after: Duration::from_secs(8)
+            }
         );
     }
 
@@ -214,15 +225,24 @@ mod tests {
     fn gone_disables_and_payload_rejections_are_dead() {
         assert_eq!(
             classify(&response(410), 1, &policy(), 0.5),
-            Outcome::Dead { reason: DeadReason::EndpointGone, disable_endpoint: true }
+            Outcome::Dead {
+                reason: DeadReason::EndpointGone,
+                disable_endpoint: true
+            }
         );
         assert_eq!(
             classify(&response(413), 1, &policy(), 0.5),
-            Outcome::Dead { reason: DeadReason::PayloadRejected, disable_endpoint: false }
+            Outcome::Dead {
+                reason: DeadReason::PayloadRejected,
+                disable_endpoint: false
+            }
         );
         assert_eq!(
             classify(&AttemptResult::Forbidden, 1, &policy(), 0.5),
-            Outcome::Dead { reason: DeadReason::DestinationForbidden, disable_endpoint: false }
+            Outcome::Dead {
+                reason: DeadReason::DestinationForbidden,
+                disable_endpoint: false
+            }
         );
     }
 
@@ -231,7 +251,10 @@ mod tests {
         let last = policy().max_attempts();
         assert_eq!(
             classify(&response(500), last, &policy(), 0.5),
-            Outcome::Dead { reason: DeadReason::Exhausted, disable_endpoint: false }
+            Outcome::Dead {
+                reason: DeadReason::Exhausted,
+                disable_endpoint: false
+            }
         );
         assert!(matches!(
             classify(&response(500), last - 1, &policy(), 0.5),
@@ -241,7 +264,11 @@ mod tests {
 
     #[test]
     fn reason_names_round_trip() {
-        for reason in [DeadReason::Exhausted, DeadReason::EndpointGone, DeadReason::PayloadRejected] {
+        for reason in [
+            DeadReason::Exhausted,
+            DeadReason::EndpointGone,
+            DeadReason::PayloadRejected,
+        ] {
             assert_eq!(DeadReason::parse(reason.as_str()), Some(reason));
         }
         assert_eq!(DeadReason::parse("nope"), None);
@@ -249,7 +276,13 @@ mod tests {
 
     #[test]
     fn retry_after_seconds() {
-        assert_eq!(parse_retry_after_seconds(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after_seconds(" 120 "),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"),
+            None
+        );
     }
 }

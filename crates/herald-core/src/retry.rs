@@ -37,10 +37,14 @@ impl RetryPolicy {
             return Err(crate::Error::InvalidSchedule("steps must be positive"));
         }
         if !(0.0..=0.5).contains(&jitter) {
-            return Err(crate::Error::InvalidSchedule("jitter must be between 0 and 0.5"));
+            return Err(crate::Error::InvalidSchedule(
+                "jitter must be between 0 and 0.5",
+            ));
         }
         if throttle_floor.is_zero() {
-            return Err(crate::Error::InvalidSchedule("throttle floor must be positive"));
+            return Err(crate::Error::InvalidSchedule(
+                "throttle floor must be positive",
+            ));
         }
         let mut tiers: Vec<Duration> = steps.clone();
         tiers.push(throttle_floor);
@@ -139,8 +143,14 @@ mod tests {
         let p = RetryPolicy::production();
         assert_eq!(p.max_attempts(), 8);
         assert_eq!(p.tiers().len(), 7); // 5s, 60s, 5m, 30m, 2h, 5h, 10h
-        assert_eq!(p.next_delay(1, FailureKind::Ordinary, None, 0.5), Some(secs(5)));
-        assert_eq!(p.next_delay(7, FailureKind::Ordinary, None, 0.5), Some(secs(36_000)));
+        assert_eq!(
+            p.next_delay(1, FailureKind::Ordinary, None, 0.5),
+            Some(secs(5))
+        );
+        assert_eq!(
+            p.next_delay(7, FailureKind::Ordinary, None, 0.5),
+            Some(secs(36_000))
+        );
         assert_eq!(p.next_delay(8, FailureKind::Ordinary, None, 0.5), None);
         assert_eq!(p.next_delay(0, FailureKind::Ordinary, None, 0.5), None);
     }

@@ -58,7 +58,13 @@ impl MasterKey {
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         XChaCha20Poly1305::new((&self.0).into())
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: context })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: context,
+                },
+            )
             .map_err(|_| SealError::Unauthentic)
     }
 }
@@ -79,9 +85,16 @@ mod tests {
         let sealed = key.seal(b"secret bytes", b"ep_1");
         assert_eq!(key.open(&sealed, b"ep_1").unwrap(), b"secret bytes");
         assert_eq!(key.open(&sealed, b"ep_2"), Err(SealError::Unauthentic));
-        assert_eq!(MasterKey::from_bytes([2; 32]).open(&sealed, b"ep_1"), Err(SealError::Unauthentic));
+        assert_eq!(
+            MasterKey::from_bytes([2; 32]).open(&sealed, b"ep_1"),
+            Err(SealError::Unauthentic)
+        );
         assert_eq!(key.open(&sealed[..10], b"ep_1"), Err(SealError::Truncated));
-        assert_ne!(key.seal(b"x", b"c"), key.seal(b"x", b"c"), "fresh nonce each time");
+        assert_ne!(
+            key.seal(b"x", b"c"),
+            key.seal(b"x", b"c"),
+            "fresh nonce each time"
+        );
     }
 
     #[test]
@@ -89,6 +102,9 @@ mod tests {
         assert!(MasterKey::parse_base64(&B64.encode([9u8; 32])).is_some());
         assert!(MasterKey::parse_base64(&B64.encode([9u8; 16])).is_none());
         assert!(MasterKey::parse_base64("***").is_none());
-        assert_eq!(format!("{:?}", MasterKey::from_bytes([0; 32])), "MasterKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", MasterKey::from_bytes([0; 32])),
+            "MasterKey(<redacted>)"
+        );
     }
 }

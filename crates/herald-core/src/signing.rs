@@ -221,7 +221,16 @@ mod tests {
     fn ignores_unknown_versions_and_garbage() {
         let secret = Secret::parse(SECRET).unwrap();
         let header = format!("v2,abc v1,!!notbase64 {EXPECTED}");
-        assert!(verify(std::slice::from_ref(&secret), ID, "1649367553", &header, BODY, TS, 300).is_ok());
+        assert!(verify(
+            std::slice::from_ref(&secret),
+            ID,
+            "1649367553",
+            &header,
+            BODY,
+            TS,
+            300
+        )
+        .is_ok());
         assert_eq!(
             verify(&[secret], ID, "1649367553", "v1a,xyz", BODY, TS, 300),
             Err(VerifyError::NoMatch)

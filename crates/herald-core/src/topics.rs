@@ -32,7 +32,11 @@ impl Topics {
 
     /// The retry tier that holds tasks waiting `delay` (`DeliveryTask`).
     pub fn retry(&self, delay: Duration) -> String {
-        format!("{}deliveries.retry.{}", self.prefix, duration::format(delay))
+        format!(
+            "{}deliveries.retry.{}",
+            self.prefix,
+            duration::format(delay)
+        )
     }
 
     /// Dead letters (`DeadLetter`).
@@ -80,8 +84,14 @@ mod tests {
     fn names_follow_the_design() {
         let t = Topics::default();
         assert_eq!(t.events(), "herald.events.v1");
-        assert_eq!(t.retry(Duration::from_secs(300)), "herald.deliveries.retry.5m");
-        assert_eq!(t.retry(Duration::from_millis(100)), "herald.deliveries.retry.100ms");
+        assert_eq!(
+            t.retry(Duration::from_secs(300)),
+            "herald.deliveries.retry.5m"
+        );
+        assert_eq!(
+            t.retry(Duration::from_millis(100)),
+            "herald.deliveries.retry.100ms"
+        );
         assert_eq!(t.dlq(), "herald.deliveries.dlq.v1");
         assert_eq!(Topics::new("x.").keys(), "x.keys.v1");
     }

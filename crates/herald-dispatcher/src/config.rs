@@ -62,8 +62,12 @@ impl DispatcherConfig {
 
     /// The retry policy this config describes.
     pub fn retry_policy(&self) -> Result<RetryPolicy, String> {
-        RetryPolicy::new(self.retry_schedule.clone(), self.retry_jitter, self.throttle_floor)
-            .map_err(|e| format!("dispatcher.retry_schedule/retry_jitter/throttle_floor: {e}"))
+        RetryPolicy::new(
+            self.retry_schedule.clone(),
+            self.retry_jitter,
+            self.throttle_floor,
+        )
+        .map_err(|e| format!("dispatcher.retry_schedule/retry_jitter/throttle_floor: {e}"))
     }
 
     /// Checks every value; the message names the bad key.
@@ -104,12 +108,18 @@ mod tests {
     fn errors_name_the_key() {
         let mut c = DispatcherConfig::defaults();
         c.max_in_flight = 0;
-        assert!(c.validate().unwrap_err().starts_with("dispatcher.max_in_flight"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("dispatcher.max_in_flight"));
         let mut c = DispatcherConfig::defaults();
         c.retry_jitter = 3.0;
         assert!(c.validate().unwrap_err().contains("retry_jitter"));
         let mut c = DispatcherConfig::defaults();
         c.allowed_networks = vec!["10.0.0.0/99".into()];
-        assert!(c.validate().unwrap_err().starts_with("dispatcher.allowed_networks"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("dispatcher.allowed_networks"));
     }
 }

@@ -42,7 +42,9 @@ pub async fn run(
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
     let (consumer, tracker) = tracked_consumer(kafka, group, "herald-dispatcher")?;
     let topic = kafka.topics().events();
-    consumer.subscribe(&[&topic]).map_err(herald_kafka::Error::from_kafka)?;
+    consumer
+        .subscribe(&[&topic])
+        .map_err(herald_kafka::Error::from_kafka)?;
     let consumer = Arc::new(consumer);
     let slots = Arc::new(Semaphore::new(max_in_flight));
     loop {
@@ -62,8 +64,15 @@ pub async fn run(
                 continue;
             }
         };
-        let ticket = tracker.lock().expect("tracker lock").begin(message.topic(), message.partition(), message.offset());
-        let envelope = match herald_proto::decode::<v1::EventEnvelope>("event", message.payload().unwrap_or_default()) {
+        let ticket = tracker.lock().expect("tracker lock").begin(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        );
+        let envelope = match herald_proto::decode::<v1::EventEnvelope>(
+            "event",
+            message.payload().unwrap_or_default(),
+        ) {
             Ok(envelope) => envelope,
             Err(err) => {
                 tracing::error!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable event skipped.");
@@ -87,12 +96,19 @@ pub async fn run(
 
 /// Delivers one event to every subscriber; true when every outcome is durable.
 async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) -> bool {
-    let subscribers = deliverer
-        .endpoints
-        .subscribers(&envelope.event_type, &envelope.tenant, envelope.accepted_at_ms);
+    let subscribers = deliverer.endpoints.subscribers(
+        &envelope.event_type,
+        &envelope.tenant,
+        envelope.accepted_at_ms,
+    );
     metrics::counter!("herald_fanout_deliveries_total").increment(subscribers.len() as u64);
     let steps = subscribers
         .iter()
-        .map(|endpoint| deliverer.step(Deliverer::first_task(&envelope, &endpoint.id)));
-    futures::future::join_all(steps).await.iter().all(Result::is_ok)
+        .map(|endpoint| Deliverer::first_task(&envelope, &endpoint.id))
+        .filter(|task| deliverer.claim(task))
+        .map(|task| deliverer.step(task));
+    futures::future::join_all(steps)
+        .await
+        .iter()
+        .all(Result::is_ok)
 }

@@ -31,7 +31,13 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Assembles a deliverer.
-    pub fn new(writer: OutcomeWriter, endpoints: EndpointsView, sender: Sender, policy: RetryPolicy, per_endpoint: usize) -> Self {
+    pub fn new(
+        writer: OutcomeWriter,
+        endpoints: EndpointsView,
+        sender: Sender,
+        policy: RetryPolicy,
+        per_endpoint: usize,
+    ) -> Self {
         Self {
             writer,
             endpoints,
@@ -70,17 +76,24 @@ impl Deliverer {
         semaphore.try_acquire_owned().ok()
     }
 
+    /// Claims the delivery of a task fresh from the events topic. False when this process
+    /// already started that delivery: the event is a duplicate (the same id twice in the
+    /// events topic) and the first copy owns the delivery.
+    pub fn claim(&self, task: &v1::DeliveryTask) -> bool {
+        let fresh = self
+            .claimed
+            .lock()
+            .expect("claims lock")
+            .claim(&task.delivery_id);
+        if !fresh {
+            metrics::counter!("herald_deliveries_deduplicated_total").increment(1);
+            tracing::debug!(delivery_id = %task.delivery_id, "Duplicate event delivery dropped.");
+        }
+        fresh
+    }
+
     /// Runs the next attempt of `task` and makes its outcome durable.
     pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
-        if task.next_attempt <= 1 && task.replay_id.is_empty() && task.first_failure.is_none() {
-            // A first attempt of a delivery already started here is a duplicate event
-            // (same id twice in the events topic): the first one owns the delivery.
-            if !self.claimed.lock().expect("claims lock").claim(&task.delivery_id) {
-                metrics::counter!("herald_deliveries_deduplicated_total").increment(1);
-                tracing::debug!(delivery_id = %task.delivery_id, "Duplicate first attempt dropped.");
-                return Ok(());
-            }
-        }
         let Ok(endpoint_id) = EndpointId::parse(&task.endpoint_id) else {
             return self.writer.dead(task, DeadReason::EndpointDeleted).await;
         };
@@ -100,13 +113,24 @@ impl Deliverer {
         };
         let event = task.event.clone().unwrap_or_default();
         metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
-        let output = self.sender.deliver(&entry.endpoint, &event.id, &event.payload).await;
+        let output = self
+            .sender
+            .deliver(&entry.endpoint, &event.id, &event.payload)
+            .await;
         metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
         let attempt = task.next_attempt.max(1);
         let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
         let summary = summarize(&output, attempt);
         metrics::histogram!("herald_delivery_attempt_seconds").record(output.latency.as_secs_f64());
-        self.writer.attempt(&attempt_record(&task, &event, &summary, &outcome, output.excerpt)).await?;
+        self.writer
+            .attempt(&attempt_record(
+                &task,
+                &event,
+                &summary,
+                &outcome,
+                output.excerpt,
+            ))
+            .await?;
         if task.first_failure.is_none() && !output.result.is_success() {
             task.first_failure = Some(summary.clone());
         }
@@ -142,7 +166,10 @@ impl Deliverer {
                 let tier = self.policy.tiers()[self.policy.tier_for(after)];
                 self.writer.retry(tier, &task).await
             }
-            Outcome::Dead { reason, disable_endpoint } => {
+            Outcome::Dead {
+                reason,
+                disable_endpoint,
+            } => {
                 metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
                 if disable_endpoint {
                     self.disable(entry, "gone").await?;
@@ -152,7 +179,11 @@ impl Deliverer {
         }
     }
 
-    async fn disable(&self, entry: &herald_kafka::endpoints::Entry, reason: &str) -> Result<(), Abandoned> {
+    async fn disable(
+        &self,
+        entry: &herald_kafka::endpoints::Entry,
+        reason: &str,
+    ) -> Result<(), Abandoned> {
         let mut endpoint = (*entry.endpoint).clone();
         if !endpoint.enabled {
             return Ok(());

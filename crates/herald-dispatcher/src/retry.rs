@@ -37,7 +37,9 @@ pub async fn run(
         .map(|tier| kafka.topics().retry(*tier))
         .collect();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&names).map_err(herald_kafka::Error::from_kafka)?;
+    consumer
+        .subscribe(&names)
+        .map_err(herald_kafka::Error::from_kafka)?;
     let consumer = Arc::new(consumer);
     let slots = Arc::new(Semaphore::new(max_in_flight));
     // Paused partitions: when to resume, and the assignment generation they belong to.
@@ -70,11 +72,18 @@ pub async fn run(
         if paused.contains_key(&partition) {
             continue; // fetched before the pause; it comes again after the rewind
         }
-        let task = match herald_proto::decode::<v1::DeliveryTask>("delivery task", message.payload().unwrap_or_default()) {
+        let task = match herald_proto::decode::<v1::DeliveryTask>(
+            "delivery task",
+            message.payload().unwrap_or_default(),
+        ) {
             Ok(task) => task,
             Err(err) => {
                 tracing::error!(topic = %partition.0, offset = message.offset(), error = %err, "Undecodable retry task skipped.");
-                let ticket = tracker.lock().expect("tracker lock").begin(&partition.0, partition.1, message.offset());
+                let ticket = tracker.lock().expect("tracker lock").begin(
+                    &partition.0,
+                    partition.1,
+                    message.offset(),
+                );
                 complete(&consumer, &tracker, &ticket);
                 continue;
             }
@@ -82,10 +91,20 @@ pub async fn run(
         let wait_ms = task.due_at_ms - herald_kafka::now_ms();
         if wait_ms > 0 {
             pause_until(&consumer, &partition, message.offset(), wait_ms)?;
-            paused.insert(partition, (Instant::now() + Duration::from_millis(wait_ms as u64), generation));
+            paused.insert(
+                partition,
+                (
+                    Instant::now() + Duration::from_millis(wait_ms as u64),
+                    generation,
+                ),
+            );
             continue;
         }
-        let ticket = tracker.lock().expect("tracker lock").begin(&partition.0, partition.1, message.offset());
+        let ticket = tracker.lock().expect("tracker lock").begin(
+            &partition.0,
+            partition.1,
+            message.offset(),
+        );
         let deliverer = deliverer.clone();
         let consumer = consumer.clone();
         let tracker = tracker.clone();
@@ -114,7 +133,9 @@ fn pause_until(
 ) -> herald_kafka::Result<()> {
     let mut list = TopicPartitionList::new();
     list.add_partition(topic, *partition);
-    consumer.pause(&list).map_err(herald_kafka::Error::from_kafka)?;
+    consumer
+        .pause(&list)
+        .map_err(herald_kafka::Error::from_kafka)?;
     // Rewind so the head is fetched again after resuming; timeout 0 = asynchronous.
     consumer
         .seek(topic, *partition, Offset::Offset(offset), Duration::ZERO)
@@ -123,9 +144,16 @@ fn pause_until(
     Ok(())
 }
 
-fn resume_due(consumer: &herald_kafka::consumer::TrackedConsumer, paused: &mut HashMap<Partition, (Instant, u64)>) {
+fn resume_due(
+    consumer: &herald_kafka::consumer::TrackedConsumer,
+    paused: &mut HashMap<Partition, (Instant, u64)>,
+) {
     let now = Instant::now();
-    let due: Vec<Partition> = paused.iter().filter(|(_, (at, _))| *at <= now).map(|(p, _)| p.clone()).collect();
+    let due: Vec<Partition> = paused
+        .iter()
+        .filter(|(_, (at, _))| *at <= now)
+        .map(|(p, _)| p.clone())
+        .collect();
     for partition in due {
         paused.remove(&partition);
         let mut list = TopicPartitionList::new();

@@ -26,7 +26,12 @@ pub struct OutcomeWriter {
 
 impl OutcomeWriter {
     /// Sends one record, retrying unavailability with backoff until acknowledged.
-    pub async fn durable_send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), Abandoned> {
+    pub async fn durable_send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), Abandoned> {
         let mut delay = Duration::from_millis(50);
         loop {
             match self.producer.send(topic, key, value).await {
@@ -49,14 +54,22 @@ impl OutcomeWriter {
 
     /// Appends to the delivery log.
     pub async fn attempt(&self, record: &v1::AttemptRecord) -> Result<(), Abandoned> {
-        self.durable_send(&self.topics.attempts(), record.delivery_id.as_bytes(), &record.encode_to_vec())
-            .await
+        self.durable_send(
+            &self.topics.attempts(),
+            record.delivery_id.as_bytes(),
+            &record.encode_to_vec(),
+        )
+        .await
     }
 
     /// Puts a task in the retry tier that holds waits of `tier` length.
     pub async fn retry(&self, tier: Duration, task: &v1::DeliveryTask) -> Result<(), Abandoned> {
-        self.durable_send(&self.topics.retry(tier), task.endpoint_id.as_bytes(), &task.encode_to_vec())
-            .await
+        self.durable_send(
+            &self.topics.retry(tier),
+            task.endpoint_id.as_bytes(),
+            &task.encode_to_vec(),
+        )
+        .await
     }
 
     /// Parks a task in the dead-letter topic.
@@ -75,7 +88,8 @@ impl OutcomeWriter {
             dead_at_ms: herald_kafka::now_ms(),
             attempts_topic: self.topics.attempts(),
         };
-        self.durable_send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec()).await
+        self.durable_send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
+            .await
     }
 
     /// Writes a new state of an endpoint (disabling it, for instance).
@@ -86,8 +100,12 @@ impl OutcomeWriter {
         key: &herald_core::sealing::MasterKey,
     ) -> Result<v1::EndpointState, Abandoned> {
         let state = convert::endpoint_to_state(endpoint, version, key);
-        self.durable_send(&self.topics.endpoints(), endpoint.id.as_str().as_bytes(), &state.encode_to_vec())
-            .await?;
+        self.durable_send(
+            &self.topics.endpoints(),
+            endpoint.id.as_str().as_bytes(),
+            &state.encode_to_vec(),
+        )
+        .await?;
         Ok(state)
     }
 }

@@ -24,13 +24,21 @@ pub struct DispatcherDeps {
 /// Runs the dispatcher until `shutdown`, then drains: in-flight deliveries finish and their
 /// outcomes are written, offsets are committed; after `drain_deadline` remaining work is
 /// abandoned uncommitted (it will be redelivered, with the same `webhook-id`).
-pub async fn run(config: DispatcherConfig, deps: DispatcherDeps, shutdown: CancellationToken, drain_deadline: Duration) -> Result<()> {
+pub async fn run(
+    config: DispatcherConfig,
+    deps: DispatcherDeps,
+    shutdown: CancellationToken,
+    drain_deadline: Duration,
+) -> Result<()> {
     config.validate().map_err(Error::Config)?;
     let policy = config.retry_policy().map_err(Error::Config)?;
     let allowed = config
         .allowed_networks
         .iter()
-        .map(|n| Network::parse(n).map_err(|e| Error::Config(format!("dispatcher.allowed_networks: {e}"))))
+        .map(|n| {
+            Network::parse(n)
+                .map_err(|e| Error::Config(format!("dispatcher.allowed_networks: {e}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let sender = Sender::new(SenderSettings {
         allowed,
@@ -47,7 +55,13 @@ pub async fn run(config: DispatcherConfig, deps: DispatcherDeps, shutdown: Cance
         topics: deps.kafka.topics(),
         abort: abort.clone(),
     };
-    let deliverer = Arc::new(Deliverer::new(writer, deps.endpoints.clone(), sender, policy, config.per_endpoint_concurrency));
+    let deliverer = Arc::new(Deliverer::new(
+        writer,
+        deps.endpoints.clone(),
+        sender,
+        policy,
+        config.per_endpoint_concurrency,
+    ));
     deps.endpoints
         .view()
         .wait_ready(Duration::from_secs(120))
@@ -56,20 +70,45 @@ pub async fn run(config: DispatcherConfig, deps: DispatcherDeps, shutdown: Cance
     let tasks = TaskTracker::new();
     tracing::info!(group = %config.group, "Dispatcher consuming.");
     let (events, retries) = tokio::join!(
-        consumer::run(&deps.kafka, &config.group, config.max_in_flight, deliverer.clone(), &tasks, shutdown.clone()),
-        retry::run(&deps.kafka, &config.group, config.max_in_flight, deliverer, &tasks, shutdown.clone()),
+        consumer::run(
+            &deps.kafka,
+            &config.group,
+            config.max_in_flight,
+            deliverer.clone(),
+            &tasks,
+            shutdown.clone()
+        ),
+        retry::run(
+            &deps.kafka,
+            &config.group,
+            config.max_in_flight,
+            deliverer,
+            &tasks,
+            shutdown.clone()
+        ),
     );
-    let (events, retries) = (events.map_err(Error::Kafka)?, retries.map_err(Error::Kafka)?);
+    let (events, retries) = (
+        events.map_err(Error::Kafka)?,
+        retries.map_err(Error::Kafka)?,
+    );
     tracing::info!(in_flight = tasks.len(), "Dispatcher draining.");
     tasks.close();
-    if tokio::time::timeout(drain_deadline, tasks.wait()).await.is_err() {
-        tracing::warn!(abandoned = tasks.len(), "Drain deadline passed; abandoning in-flight work uncommitted.");
+    if tokio::time::timeout(drain_deadline, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            abandoned = tasks.len(),
+            "Drain deadline passed; abandoning in-flight work uncommitted."
+        );
         abort.cancel();
         tasks.wait().await;
     }
     for consumer in [events, retries] {
         let consumer = consumer.clone();
-        let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await;
         if let Ok(Err(err)) = committed {
             tracing::debug!(error = %err, "Final commit had nothing to commit or failed.");
         }

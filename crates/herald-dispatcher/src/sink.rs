@@ -26,7 +26,11 @@ struct ForbiddenDestination(String);
 
 impl std::fmt::Display for ForbiddenDestination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "destination {} resolves only to forbidden addresses", self.0)
+        write!(
+            f,
+            "destination {} resolves only to forbidden addresses",
+            self.0
+        )
     }
 }
 
@@ -43,9 +47,12 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let addrs: Vec<_> = resolved.filter(|a| ssrf::is_allowed(a.ip(), &allowed)).collect();
+            let addrs: Vec<_> = resolved
+                .filter(|a| ssrf::is_allowed(a.ip(), &allowed))
+                .collect();
             if addrs.is_empty() {
-                return Err(Box::new(ForbiddenDestination(host)) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(Box::new(ForbiddenDestination(host))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -85,7 +92,9 @@ impl Sender {
             .pool_max_idle_per_host(64)
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .dns_resolver(Arc::new(GuardedResolver { allowed: allowed.clone() }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                allowed: allowed.clone(),
+            }))
             .build()?;
         Ok(Self {
             client,
@@ -98,11 +107,23 @@ impl Sender {
     }
 
     /// One signed attempt of `payload` (the exact event JSON bytes) to `endpoint`.
-    pub async fn deliver(&self, endpoint: &Endpoint, webhook_id: &str, payload: &[u8]) -> AttemptOutput {
+    pub async fn deliver(
+        &self,
+        endpoint: &Endpoint,
+        webhook_id: &str,
+        payload: &[u8],
+    ) -> AttemptOutput {
         let started_at_ms = herald_kafka::now_ms();
         let started = Instant::now();
         if let Some(refusal) = self.literal_address_refusal(&endpoint.url) {
-            return output(AttemptResult::Forbidden, started_at_ms, started, 0, refusal, Vec::new());
+            return output(
+                AttemptResult::Forbidden,
+                started_at_ms,
+                started,
+                0,
+                refusal,
+                Vec::new(),
+            );
         }
         let timestamp = started_at_ms / 1_000;
         let secrets = endpoint.active_secrets(started_at_ms);
@@ -133,12 +154,24 @@ impl Sender {
                 } else {
                     AttemptResult::Connection
                 };
-                output(result, started_at_ms, started, 0, error_text(&err), Vec::new())
+                output(
+                    result,
+                    started_at_ms,
+                    started,
+                    0,
+                    error_text(&err),
+                    Vec::new(),
+                )
             }
         }
     }
 
-    async fn read_response(&self, mut response: reqwest::Response, started_at_ms: i64, started: Instant) -> AttemptOutput {
+    async fn read_response(
+        &self,
+        mut response: reqwest::Response,
+        started_at_ms: i64,
+        started: Instant,
+    ) -> AttemptOutput {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -165,7 +198,10 @@ impl Sender {
         if !(200..300).contains(&status) && error.is_empty() {
             error = format!("HTTP {status}");
         }
-        let result = AttemptResult::Response { status, retry_after };
+        let result = AttemptResult::Response {
+            status,
+            retry_after,
+        };
         output(result, started_at_ms, started, status, error, excerpt)
     }
 
@@ -180,7 +216,14 @@ impl Sender {
     }
 }
 
-fn output(result: AttemptResult, started_at_ms: i64, started: Instant, status: u16, error: String, excerpt: Vec<u8>) -> AttemptOutput {
+fn output(
+    result: AttemptResult,
+    started_at_ms: i64,
+    started: Instant,
+    status: u16,
+    error: String,
+    excerpt: Vec<u8>,
+) -> AttemptOutput {
     AttemptOutput {
         result,
         started_at_ms,

@@ -33,11 +33,15 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -102,19 +106,37 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_refused() {
         for bad in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(!is_allowed(ip(bad), &[]), "{bad} must be refused");
         }
-        for good in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "1.1.1.1"] {
+        for good in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "1.1.1.1",
+        ] {
             assert!(is_allowed(ip(good), &[]), "{good} must be allowed");
         }
     }
 
     #[test]
     fn allow_list_opens_exactly_its_networks() {
-        let allowed = [Network::parse("127.0.0.0/8").unwrap(), Network::parse("::1").unwrap()];
+        let allowed = [
+            Network::parse("127.0.0.0/8").unwrap(),
+            Network::parse("::1").unwrap(),
+        ];
         assert!(is_allowed(ip("127.0.0.1"), &allowed));
         assert!(is_allowed(ip("127.9.9.9"), &allowed));
         assert!(is_allowed(ip("::ffff:127.0.0.1"), &allowed));

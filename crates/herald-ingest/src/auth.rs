@@ -7,7 +7,11 @@ use herald_core::apikey::Scope;
 use herald_kafka::keys::Principal;
 
 /// Authenticates the caller and checks it holds `scope`.
-pub fn require(state: &IngestState, headers: &HeaderMap, scope: Scope) -> Result<Principal, ApiError> {
+pub fn require(
+    state: &IngestState,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<Principal, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -38,8 +38,9 @@ impl IngestConfig {
             return Err("ingest.max_batch: must be between 1 and 10000".into());
         }
         if let Some(key) = &self.bootstrap_key {
-            herald_core::apikey::ApiKeyToken::parse(key)
-                .map_err(|_| "ingest.bootstrap_key: must be a full hk_<id>_<secret> token".to_string())?;
+            herald_core::apikey::ApiKeyToken::parse(key).map_err(|_| {
+                "ingest.bootstrap_key: must be a full hk_<id>_<secret> token".to_string()
+            })?;
         }
         Ok(())
     }

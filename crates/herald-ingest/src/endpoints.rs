@@ -62,7 +62,8 @@ pub fn to_json(endpoint: &Endpoint, now: i64) -> Value {
 }
 
 fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
-    EndpointId::parse(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
+    EndpointId::parse(id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
 }
 
 fn check(url: &str, filters: &[String]) -> Result<(), ApiError> {
@@ -75,14 +76,22 @@ async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result
     let record = convert::endpoint_to_state(endpoint, version, state.endpoints.master_key());
     state
         .producer
-        .send(&state.topics.endpoints(), endpoint.id.as_str().as_bytes(), &record.encode_to_vec())
+        .send(
+            &state.topics.endpoints(),
+            endpoint.id.as_str().as_bytes(),
+            &record.encode_to_vec(),
+        )
         .await?;
     state.endpoints.apply_local(&endpoint.id, Some(&record));
     Ok(())
 }
 
 /// `POST /v1/endpoints`.
-pub async fn create(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     check(&input.url, &input.event_types)?;
@@ -96,33 +105,62 @@ pub async fn create(State(state): State<IngestState>, headers: HeaderMap, body: 
         url: input.url,
         description: input.description,
         event_types: input.event_types,
-        tenant: if principal.tenant.is_empty() { input.tenant } else { principal.tenant.clone() },
+        tenant: if principal.tenant.is_empty() {
+            input.tenant
+        } else {
+            principal.tenant.clone()
+        },
         enabled: true,
         disabled_reason: String::new(),
-        signing_keys: vec![SigningKey { secret: secret.clone(), expires_at: None }],
+        signing_keys: vec![SigningKey {
+            secret: secret.clone(),
+            expires_at: None,
+        }],
         created_at: now,
         updated_at: now,
     };
     store(&state, &endpoint, 1).await?;
-    audit(&state, &principal, "endpoint.created", endpoint.id.as_str(), json!({"url": endpoint.url})).await;
+    audit(
+        &state,
+        &principal,
+        "endpoint.created",
+        endpoint.id.as_str(),
+        json!({"url": endpoint.url}),
+    )
+    .await;
     let mut out = to_json(&endpoint, now);
     out["secret"] = json!(secret.expose());
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// `GET /v1/endpoints`.
-pub async fn list(State(state): State<IngestState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers, Scope::EndpointsRead)?;
     let now = herald_kafka::now_ms();
-    let data: Vec<Value> = state.endpoints.list().iter().map(|e| to_json(e, now)).collect();
+    let data: Vec<Value> = state
+        .endpoints
+        .list()
+        .iter()
+        .map(|e| to_json(e, now))
+        .collect();
     Ok(Json(json!({"data": data})))
 }
 
 /// `GET /v1/endpoints/{id}`.
-pub async fn get(State(state): State<IngestState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers, Scope::EndpointsRead)?;
     let id = parse_id(&id)?;
-    let entry = state.endpoints.get(&id).ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = state
+        .endpoints
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
     Ok(Json(to_json(&entry.endpoint, herald_kafka::now_ms())))
 }
 
@@ -136,19 +174,33 @@ pub async fn update(
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     let input: PatchIn = body::json(&headers, body, state.config.max_body_bytes).await?;
-    let entry = state.endpoints.get(&id).ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = state
+        .endpoints
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
     let mut endpoint = (*entry.endpoint).clone();
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
     endpoint.description = input.description.unwrap_or(endpoint.description);
     if let Some(enabled) = input.enabled {
         endpoint.enabled = enabled;
-        endpoint.disabled_reason = if enabled { String::new() } else { "manual".into() };
+        endpoint.disabled_reason = if enabled {
+            String::new()
+        } else {
+            "manual".into()
+        };
     }
     check(&endpoint.url, &endpoint.event_types)?;
     endpoint.updated_at = herald_kafka::now_ms();
     store(&state, &endpoint, entry.version + 1).await?;
-    audit(&state, &principal, "endpoint.updated", id.as_str(), json!({"enabled": endpoint.enabled})).await;
+    audit(
+        &state,
+        &principal,
+        "endpoint.updated",
+        id.as_str(),
+        json!({"enabled": endpoint.enabled}),
+    )
+    .await;
     Ok(Json(to_json(&endpoint, endpoint.updated_at)))
 }
 
@@ -164,7 +216,10 @@ pub async fn rotate(
     let id = parse_id(&id)?;
     let input: RotateIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let overlap_ms = input.overlap_seconds.unwrap_or(86_400).min(30 * 86_400) as i64 * 1_000;
-    let entry = state.endpoints.get(&id).ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = state
+        .endpoints
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
     let now = herald_kafka::now_ms();
     let mut endpoint = (*entry.endpoint).clone();
     let previous_expires_at = now + overlap_ms;
@@ -173,28 +228,60 @@ pub async fn rotate(
         .into_iter()
         .filter(|k| k.expires_at.is_none_or(|at| at > now))
         .map(|mut k| {
-            k.expires_at = Some(k.expires_at.map_or(previous_expires_at, |at| at.min(previous_expires_at)));
+            k.expires_at = Some(
+                k.expires_at
+                    .map_or(previous_expires_at, |at| at.min(previous_expires_at)),
+            );
             k
         })
         .collect();
     let secret = Secret::generate();
-    keys.insert(0, SigningKey { secret: secret.clone(), expires_at: None });
+    keys.insert(
+        0,
+        SigningKey {
+            secret: secret.clone(),
+            expires_at: None,
+        },
+    );
     endpoint.signing_keys = keys;
     endpoint.updated_at = now;
     store(&state, &endpoint, entry.version + 1).await?;
-    audit(&state, &principal, "endpoint.secret_rotated", id.as_str(), json!({"overlap_ms": overlap_ms})).await;
-    Ok(Json(json!({"secret": secret.expose(), "previous_expires_at_ms": previous_expires_at})))
+    audit(
+        &state,
+        &principal,
+        "endpoint.secret_rotated",
+        id.as_str(),
+        json!({"overlap_ms": overlap_ms}),
+    )
+    .await;
+    Ok(Json(
+        json!({"secret": secret.expose(), "previous_expires_at_ms": previous_expires_at}),
+    ))
 }
 
 /// `DELETE /v1/endpoints/{id}`.
-pub async fn delete(State(state): State<IngestState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     if state.endpoints.get(&id).is_none() {
         return Err(ApiError::not_found(format!("no endpoint {id}")));
     }
-    state.producer.send_tombstone(&state.topics.endpoints(), id.as_str().as_bytes()).await?;
+    state
+        .producer
+        .send_tombstone(&state.topics.endpoints(), id.as_str().as_bytes())
+        .await?;
     state.endpoints.apply_local(&id, None);
-    audit(&state, &principal, "endpoint.deleted", id.as_str(), json!({})).await;
+    audit(
+        &state,
+        &principal,
+        "endpoint.deleted",
+        id.as_str(),
+        json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }

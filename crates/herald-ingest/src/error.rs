@@ -14,7 +14,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a stable code and a human message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 422: a field is missing or invalid.

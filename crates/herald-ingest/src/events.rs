@@ -15,8 +15,8 @@ use herald_core::ids::EventId;
 use herald_kafka::keys::Principal;
 use herald_proto::{v1, Message};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -43,11 +43,20 @@ struct BatchIn {
 }
 
 /// Turns a request item into the envelope to write; 4xx when invalid.
-fn envelope(item: EventIn, header_key: Option<&str>, principal: &Principal) -> Result<v1::EventEnvelope, ApiError> {
-    herald_core::event::validate_event_type(&item.event_type).map_err(|e| ApiError::invalid(format!("type: {e}")))?;
+fn envelope(
+    item: EventIn,
+    header_key: Option<&str>,
+    principal: &Principal,
+) -> Result<v1::EventEnvelope, ApiError> {
+    herald_core::event::validate_event_type(&item.event_type)
+        .map_err(|e| ApiError::invalid(format!("type: {e}")))?;
     let tenant = match (item.tenant, principal.tenant.as_str()) {
         (Some(t), limit) if !limit.is_empty() && t != limit => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this API key may only send events of tenant `{limit}`")))
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key may only send events of tenant `{limit}`"),
+            ))
         }
         (Some(t), _) => t,
         (None, limit) => limit.to_owned(),
@@ -55,10 +64,19 @@ fn envelope(item: EventIn, header_key: Option<&str>, principal: &Principal) -> R
     if tenant.len() > 128 {
         return Err(ApiError::invalid("tenant: at most 128 characters"));
     }
-    let idempotency_key = item.idempotency_key.as_deref().or(header_key).map(str::to_owned);
+    let idempotency_key = item
+        .idempotency_key
+        .as_deref()
+        .or(header_key)
+        .map(str::to_owned);
     if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(ApiError::invalid("Idempotency-Key: 1-256 printable ASCII characters"));
+        if key.is_empty()
+            || key.len() > MAX_IDEMPOTENCY_KEY
+            || !key.bytes().all(|b| (0x20..0x7f).contains(&b))
+        {
+            return Err(ApiError::invalid(
+                "Idempotency-Key: 1-256 printable ASCII characters",
+            ));
         }
     }
     let now = herald_kafka::now_ms();
@@ -84,10 +102,17 @@ fn envelope(item: EventIn, header_key: Option<&str>, principal: &Principal) -> R
 }
 
 /// Writes one envelope and waits for the acknowledgement.
-async fn write(state: &IngestState, envelope: &v1::EventEnvelope) -> Result<serde_json::Value, ApiError> {
+async fn write(
+    state: &IngestState,
+    envelope: &v1::EventEnvelope,
+) -> Result<serde_json::Value, ApiError> {
     let acked = state
         .producer
-        .send(&state.topics.events(), envelope.ordering_key.as_bytes(), &envelope.encode_to_vec())
+        .send(
+            &state.topics.events(),
+            envelope.ordering_key.as_bytes(),
+            &envelope.encode_to_vec(),
+        )
         .await?;
     metrics::counter!("herald_events_accepted_total").increment(1);
     Ok(json!({"id": envelope.id, "partition": acked.partition, "offset": acked.offset}))
@@ -99,19 +124,33 @@ fn rejected(err: ApiError) -> ApiError {
 }
 
 /// `POST /v1/events`.
-pub async fn create(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let principal = auth::require(&state, &headers, Scope::EventsWrite).map_err(rejected)?;
-    let item: EventIn = body::json(&headers, body, state.config.max_body_bytes).await.map_err(rejected)?;
-    let header_key = headers.get("idempotency-key").map(|v| v.to_str().unwrap_or("\u{0}"));
+    let item: EventIn = body::json(&headers, body, state.config.max_body_bytes)
+        .await
+        .map_err(rejected)?;
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
     let envelope = envelope(item, header_key, &principal).map_err(rejected)?;
     let accepted = write(&state, &envelope).await.map_err(rejected)?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
 
 /// `POST /v1/events/batch`: per-item results; 202 when all were accepted, 207 otherwise.
-pub async fn batch(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn batch(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let principal = auth::require(&state, &headers, Scope::EventsWrite).map_err(rejected)?;
-    let batch: BatchIn = body::json(&headers, body, state.config.max_body_bytes).await.map_err(rejected)?;
+    let batch: BatchIn = body::json(&headers, body, state.config.max_body_bytes)
+        .await
+        .map_err(rejected)?;
     if batch.events.is_empty() || batch.events.len() > state.config.max_batch {
         return Err(rejected(ApiError::invalid(format!(
             "events: a batch holds 1 to {} events, got {}",
@@ -148,7 +187,11 @@ pub async fn batch(State(state): State<IngestState>, headers: HeaderMap, body: B
     });
     let results = futures::future::join_all(items).await;
     let all_ok = results.iter().all(|(ok, _)| *ok);
-    let status = if all_ok { StatusCode::ACCEPTED } else { StatusCode::MULTI_STATUS };
+    let status = if all_ok {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
     let results: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
     Ok((status, Json(json!({"results": results}))).into_response())
 }

@@ -16,6 +16,13 @@ pub async fn readyz(State(state): State<IngestState>) -> (StatusCode, Json<Value
     let endpoints = state.endpoints.view().is_ready();
     let keys = state.keys.view().is_ready();
     let ready = endpoints && keys;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"ready": ready, "checks": {"endpoints_view": endpoints, "keys_view": keys}})))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "checks": {"endpoints_view": endpoints, "keys_view": keys}})),
+    )
 }

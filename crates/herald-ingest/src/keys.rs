@@ -44,13 +44,25 @@ fn to_json(record: &v1::KeyRecord) -> Value {
 
 /// Writes a key record and applies it locally.
 pub async fn store(state: &IngestState, record: &v1::KeyRecord) -> Result<(), ApiError> {
-    state.producer.send(&state.topics.keys(), record.id.as_bytes(), &record.encode_to_vec()).await?;
+    state
+        .producer
+        .send(
+            &state.topics.keys(),
+            record.id.as_bytes(),
+            &record.encode_to_vec(),
+        )
+        .await?;
     state.keys.apply_local(record);
     Ok(())
 }
 
 /// Mints a key record and its token.
-pub fn mint(name: String, scopes: Vec<String>, tenant: String, expires_at_ms: i64) -> (v1::KeyRecord, ApiKeyToken) {
+pub fn mint(
+    name: String,
+    scopes: Vec<String>,
+    tenant: String,
+    expires_at_ms: i64,
+) -> (v1::KeyRecord, ApiKeyToken) {
     let now = herald_kafka::now_ms();
     let token = ApiKeyToken::generate(KeyId::generate(now));
     let record = v1::KeyRecord {
@@ -67,12 +79,20 @@ pub fn mint(name: String, scopes: Vec<String>, tenant: String, expires_at_ms: i6
 }
 
 fn find(state: &IngestState, id: &str) -> Result<v1::KeyRecord, ApiError> {
-    let id = KeyId::parse(id).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))?;
-    state.keys.get(&id).ok_or_else(|| ApiError::not_found(format!("no key {id}")))
+    let id = KeyId::parse(id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))?;
+    state
+        .keys
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no key {id}")))
 }
 
 /// `POST /v1/keys`.
-pub async fn create(State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub async fn create(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let principal = auth::require(&state, &headers, Scope::KeysAdmin)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     if input.name.trim().is_empty() || input.name.len() > 128 {
@@ -84,24 +104,40 @@ pub async fn create(State(state): State<IngestState>, headers: HeaderMap, body: 
     for scope in &input.scopes {
         Scope::parse(scope).map_err(|e| ApiError::invalid(format!("scopes: {e}")))?;
     }
-    let expires = input.expires_in_seconds.map_or(0, |s| herald_kafka::now_ms() + s.min(10 * 365 * 86_400) as i64 * 1_000);
+    let expires = input.expires_in_seconds.map_or(0, |s| {
+        herald_kafka::now_ms() + s.min(10 * 365 * 86_400) as i64 * 1_000
+    });
     let (record, token) = mint(input.name, input.scopes, input.tenant, expires);
     store(&state, &record).await?;
-    audit(&state, &principal, "key.created", &record.id, json!({"scopes": record.scopes})).await;
+    audit(
+        &state,
+        &principal,
+        "key.created",
+        &record.id,
+        json!({"scopes": record.scopes}),
+    )
+    .await;
     let mut out = to_json(&record);
     out["token"] = json!(token.expose());
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// `GET /v1/keys`.
-pub async fn list(State(state): State<IngestState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers, Scope::KeysAdmin)?;
     let data: Vec<Value> = state.keys.list().iter().map(to_json).collect();
     Ok(Json(json!({"data": data})))
 }
 
 /// `DELETE /v1/keys/{id}`: revocation, effective as soon as every view sees it.
-pub async fn revoke(State(state): State<IngestState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let principal = auth::require(&state, &headers, Scope::KeysAdmin)?;
     let mut record = find(&state, &id)?;
     record.revoked_at_ms = herald_kafka::now_ms();
@@ -123,11 +159,27 @@ pub async fn roll(
     let mut old = find(&state, &id)?;
     let now = herald_kafka::now_ms();
     let overlap_end = now + input.overlap_seconds.unwrap_or(3_600).min(30 * 86_400) as i64 * 1_000;
-    let (record, token) = mint(old.name.clone(), old.scopes.clone(), old.tenant.clone(), old.expires_at_ms);
+    let (record, token) = mint(
+        old.name.clone(),
+        old.scopes.clone(),
+        old.tenant.clone(),
+        old.expires_at_ms,
+    );
     store(&state, &record).await?;
-    old.expires_at_ms = if old.expires_at_ms == 0 { overlap_end } else { old.expires_at_ms.min(overlap_end) };
+    old.expires_at_ms = if old.expires_at_ms == 0 {
+        overlap_end
+    } else {
+        old.expires_at_ms.min(overlap_end)
+    };
     store(&state, &old).await?;
-    audit(&state, &principal, "key.rolled", &old.id, json!({"new_key": record.id})).await;
+    audit(
+        &state,
+        &principal,
+        "key.rolled",
+        &old.id,
+        json!({"new_key": record.id}),
+    )
+    .await;
     let mut out = to_json(&record);
     out["token"] = json!(token.expose());
     out["previous_expires_at_ms"] = json!(old.expires_at_ms);

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Modules:
-//! - [`config`]: `IngestConfig`.
+//! - [`config`]: the `IngestConfig` struct.
 //! - [`error`]: the JSON error body every 4xx/5xx carries.
 //! - [`auth`]: bearer API keys and scopes.
 //! - [`body`]: content-type, size and JSON checks shared by every write route.

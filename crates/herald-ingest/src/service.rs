@@ -32,10 +32,15 @@ pub fn router(state: IngestState) -> Router {
     Router::new()
         .route("/v1/events", post(events::create))
         .route("/v1/events/batch", post(events::batch))
-        .route("/v1/endpoints", post(endpoints::create).get(endpoints::list))
+        .route(
+            "/v1/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
         .route(
             "/v1/endpoints/{id}",
-            get(endpoints::get).patch(endpoints::update).delete(endpoints::delete),
+            get(endpoints::get)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
         )
         .route("/v1/endpoints/{id}/secret/rotate", post(endpoints::rotate))
         .route("/v1/keys", post(keys::create).get(keys::list))
@@ -45,7 +50,11 @@ pub fn router(state: IngestState) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
         })
         .layer(middleware::from_fn(track))
         .with_state(state)
@@ -61,13 +70,20 @@ async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let class = crate::body::status_class(response.status());
     metrics::counter!("herald_ingest_requests_total", "route" => route.clone(), "status_class" => class).increment(1);
-    metrics::histogram!("herald_ingest_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("herald_ingest_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
 /// Appends to the audit trail. A failure is logged, not returned: the change it records
 /// already happened.
-pub async fn audit(state: &IngestState, actor: &Principal, action: &str, target: &str, detail: serde_json::Value) {
+pub async fn audit(
+    state: &IngestState,
+    actor: &Principal,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) {
     let record = v1::AuditRecord {
         actor: actor.key_id.to_string(),
         action: action.to_owned(),
@@ -77,7 +93,11 @@ pub async fn audit(state: &IngestState, actor: &Principal, action: &str, target:
     };
     if let Err(err) = state
         .producer
-        .send(&state.topics.audit(), record.actor.as_bytes(), &record.encode_to_vec())
+        .send(
+            &state.topics.audit(),
+            record.actor.as_bytes(),
+            &record.encode_to_vec(),
+        )
         .await
     {
         tracing::error!(%action, %target, error = %err, "Audit record not written.");
@@ -87,8 +107,11 @@ pub async fn audit(state: &IngestState, actor: &Principal, action: &str, target:
 /// Registers the configured bootstrap key (every scope) if the keys view lacks it.
 /// Call once the views caught up.
 pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
-    let Some(text) = &state.config.bootstrap_key else { return Ok(()) };
-    let token = ApiKeyToken::parse(text).map_err(|_| Error::Bootstrap("not a hk_<id>_<secret> token".into()))?;
+    let Some(text) = &state.config.bootstrap_key else {
+        return Ok(());
+    };
+    let token = ApiKeyToken::parse(text)
+        .map_err(|_| Error::Bootstrap("not a hk_<id>_<secret> token".into()))?;
     if state.keys.get(&token.id).is_some() {
         return Ok(());
     }
@@ -102,9 +125,22 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
         revoked_at_ms: 0,
         tenant: String::new(),
     };
-    keys::store(state, &record).await.map_err(|e| Error::Bootstrap(e.message))?;
-    let system = Principal { key_id: token.id.clone(), scopes: vec![], tenant: String::new() };
-    audit(state, &system, "key.bootstrapped", &record.id, serde_json::json!({})).await;
+    keys::store(state, &record)
+        .await
+        .map_err(|e| Error::Bootstrap(e.message))?;
+    let system = Principal {
+        key_id: token.id.clone(),
+        scopes: vec![],
+        tenant: String::new(),
+    };
+    audit(
+        state,
+        &system,
+        "key.bootstrapped",
+        &record.id,
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(key_id = %record.id, "Bootstrap admin key registered.");
     Ok(())
 }
@@ -117,5 +153,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router(state).merge(extra);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }

@@ -48,9 +48,17 @@ fn fixture() -> Fixture {
     kafka.produce_timeout = Duration::from_millis(300);
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let endpoints = EndpointsView::spawn(&kafka, herald_core::sealing::MasterKey::from_bytes([1; 32]), &tasks, shutdown.clone());
+    let endpoints = EndpointsView::spawn(
+        &kafka,
+        herald_core::sealing::MasterKey::from_bytes([1; 32]),
+        &tasks,
+        shutdown.clone(),
+    );
     let keys = KeysView::spawn(&kafka, &tasks, shutdown.clone());
-    let all: Vec<&str> = herald_core::apikey::Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let all: Vec<&str> = herald_core::apikey::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
     let (admin_record, admin) = key(&all, 0, 0);
     let (reader_record, reader) = key(&["endpoints:read"], 0, 0);
     keys.apply_local(&admin_record);
@@ -65,10 +73,22 @@ fn fixture() -> Fixture {
         endpoints,
         keys,
     };
-    Fixture { state, admin, reader, shutdown }
+    Fixture {
+        state,
+        admin,
+        reader,
+        shutdown,
+    }
 }
 
-async fn call(f: &Fixture, method: &str, path: &str, token: Option<&str>, content_type: Option<&str>, body: &str) -> (StatusCode, serde_json::Value) {
+async fn call(
+    f: &Fixture,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
     let mut request = Request::builder().method(method).uri(path);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -76,10 +96,18 @@ async fn call(f: &Fixture, method: &str, path: &str, token: Option<&str>, conten
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
-    let response = router(f.state.clone()).oneshot(request.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+    let response = router(f.state.clone())
+        .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 const JSON: Option<&str> = Some("application/json");
@@ -97,11 +125,20 @@ async fn authentication_failures_are_401_with_json() {
     f.state.keys.apply_local(&revoked);
     f.state.keys.apply_local(&expired);
     let unknown = ApiKeyToken::generate(KeyId::generate(1)).expose();
-    for (token, why) in [(None, "missing"), (Some("hk_nope"), "malformed"), (Some(unknown.as_str()), "unknown"), (Some(revoked_token.as_str()), "revoked"), (Some(expired_token.as_str()), "expired")] {
+    for (token, why) in [
+        (None, "missing"),
+        (Some("hk_nope"), "malformed"),
+        (Some(unknown.as_str()), "unknown"),
+        (Some(revoked_token.as_str()), "revoked"),
+        (Some(expired_token.as_str()), "expired"),
+    ] {
         let (status, body) = call(&f, "POST", "/v1/events", token, JSON, EVENT).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}");
         assert_eq!(code(&body), "unauthorized", "{why}");
-        assert!(body["error"]["message"].as_str().unwrap().contains(why), "{why}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{why}: {body}"
+        );
     }
 }
 
@@ -111,7 +148,10 @@ async fn missing_scope_is_403_naming_it() {
     let (status, body) = call(&f, "POST", "/v1/events", Some(&f.reader), JSON, EVENT).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(code(&body), "forbidden");
-    assert!(body["error"]["message"].as_str().unwrap().contains("events:write"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("events:write"));
 }
 
 #[tokio::test]
@@ -120,23 +160,81 @@ async fn bad_bodies_get_precise_errors() {
     let admin = Some(f.admin.as_str());
     let big = format!(r#"{{"type":"a","payload":"{}"}}"#, "x".repeat(3_000));
     let cases: Vec<(Option<&str>, String, StatusCode, &str)> = vec![
-        (Some("text/plain"), EVENT.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (None, EVENT.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        (JSON, big, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        (JSON, "{\"type\": ".into(), StatusCode::BAD_REQUEST, "malformed_json"),
-        (JSON, r#"{"payload":{}}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (JSON, r#"{"type":"a.b"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (JSON, r#"{"type":"bad type","payload":1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (JSON, r#"{"type":"a","payload":1,"id":"ep_1"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (JSON, r#"{"type":"a","payload":1,"extra":true}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-        (JSON, "[1,2]".into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        (
+            Some("text/plain"),
+            EVENT.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            EVENT.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            JSON,
+            big,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            JSON,
+            "{\"type\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            JSON,
+            r#"{"payload":{}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            JSON,
+            r#"{"type":"a.b"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            JSON,
+            r#"{"type":"bad type","payload":1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            JSON,
+            r#"{"type":"a","payload":1,"id":"ep_1"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            JSON,
+            r#"{"type":"a","payload":1,"extra":true}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            JSON,
+            "[1,2]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
     ];
     for (ct, body, status, expected) in cases {
         let (got, json) = call(&f, "POST", "/v1/events", admin, ct, &body).await;
-        assert_eq!((got, code(&json)), (status, expected), "{ct:?} {}", &body[..body.len().min(60)]);
+        assert_eq!(
+            (got, code(&json)),
+            (status, expected),
+            "{ct:?} {}",
+            &body[..body.len().min(60)]
+        );
     }
     let (_, json) = call(&f, "POST", "/v1/events", admin, JSON, r#"{"payload":{}}"#).await;
-    assert!(json["error"]["message"].as_str().unwrap().contains("type"), "{json}");
+    assert!(
+        json["error"]["message"].as_str().unwrap().contains("type"),
+        "{json}"
+    );
 }
 
 #[tokio::test]
@@ -157,35 +255,83 @@ async fn batch_size_is_bounded() {
     let f = fixture();
     let batch = format!(r#"{{"events":[{EVENT},{EVENT},{EVENT},{EVENT}]}}"#);
     let (status, body) = call(&f, "POST", "/v1/events/batch", Some(&f.admin), JSON, &batch).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
-    let (status, body) = call(&f, "POST", "/v1/events/batch", Some(&f.admin), JSON, r#"{"events":[]}"#).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/v1/events/batch",
+        Some(&f.admin),
+        JSON,
+        r#"{"events":[]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
 }
 
 #[tokio::test]
 async fn admin_validation_and_routing_errors() {
     let f = fixture();
     let admin = Some(f.admin.as_str());
-    let (status, body) = call(&f, "POST", "/v1/keys", admin, JSON, r#"{"name":"x","scopes":["events:delete"]}"#).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
-    assert!(body["error"]["message"].as_str().unwrap().contains("events:delete"));
-    let (status, body) = call(&f, "POST", "/v1/endpoints", admin, JSON, r#"{"url":"ftp://x"}"#).await;
-    assert_eq!((status, code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"));
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/v1/keys",
+        admin,
+        JSON,
+        r#"{"name":"x","scopes":["events:delete"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("events:delete"));
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/v1/endpoints",
+        admin,
+        JSON,
+        r#"{"url":"ftp://x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
     let (status, body) = call(&f, "GET", "/v1/endpoints/nope", admin, None, "").await;
-    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_id"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
     let (status, body) = call(&f, "GET", "/v1/endpoints/ep_missing", admin, None, "").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, body) = call(&f, "GET", "/v1/nothing", admin, None, "").await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
     let (status, body) = call(&f, "PUT", "/v1/events", admin, JSON, EVENT).await;
-    assert_eq!((status, code(&body)), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let f = fixture();
     let (status, body) = call(&f, "GET", "/healthz", None, None, "").await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, body) = call(&f, "GET", "/readyz", None, None, "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["ready"], false);

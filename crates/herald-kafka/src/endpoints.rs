@@ -35,35 +35,39 @@ pub struct EndpointsView {
 }
 
 fn fold(key: MasterKey) -> Apply<EndpointsState> {
-    Arc::new(move |state: &mut EndpointsState, record_key: &[u8], value: Option<&[u8]>| {
-        let value = value.filter(|v| !v.is_empty());
-        let Some(value) = value else {
-            if let Ok(id) = EndpointId::parse(&String::from_utf8_lossy(record_key)) {
-                state.by_id.remove(&id);
-            }
-            return;
-        };
-        let decoded = herald_proto::decode::<v1::EndpointState>("endpoint", value)
-            .and_then(|record| Ok((convert::endpoint_from_state(&record, &key)?, record.version)));
-        match decoded {
-            Ok((endpoint, version)) => {
-                let current = state.by_id.get(&endpoint.id).map(|e| e.version);
-                if current.is_none_or(|v| version >= v) {
-                    state.by_id.insert(
-                        endpoint.id.clone(),
-                        Entry {
-                            endpoint: Arc::new(endpoint),
-                            version,
-                        },
-                    );
+    Arc::new(
+        move |state: &mut EndpointsState, record_key: &[u8], value: Option<&[u8]>| {
+            let value = value.filter(|v| !v.is_empty());
+            let Some(value) = value else {
+                if let Ok(id) = EndpointId::parse(&String::from_utf8_lossy(record_key)) {
+                    state.by_id.remove(&id);
+                }
+                return;
+            };
+            let decoded =
+                herald_proto::decode::<v1::EndpointState>("endpoint", value).and_then(|record| {
+                    Ok((convert::endpoint_from_state(&record, &key)?, record.version))
+                });
+            match decoded {
+                Ok((endpoint, version)) => {
+                    let current = state.by_id.get(&endpoint.id).map(|e| e.version);
+                    if current.is_none_or(|v| version >= v) {
+                        state.by_id.insert(
+                            endpoint.id.clone(),
+                            Entry {
+                                endpoint: Arc::new(endpoint),
+                                version,
+                            },
+                        );
+                    }
+                }
+                Err(err) => {
+                    state.unreadable += 1;
+                    tracing::error!(error = %err, "Unreadable endpoint record; check the master key.");
                 }
             }
-            Err(err) => {
-                state.unreadable += 1;
-                tracing::error!(error = %err, "Unreadable endpoint record; check the master key.");
-            }
-        }
-    })
+        },
+    )
 }
 
 impl EndpointsView {
@@ -74,7 +78,13 @@ impl EndpointsView {
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
-        let view = View::spawn(config, config.topics().endpoints(), fold(key.clone()), tasks, shutdown);
+        let view = View::spawn(
+            config,
+            config.topics().endpoints(),
+            fold(key.clone()),
+            tasks,
+            shutdown,
+        );
         Self { view, key }
     }
 
@@ -95,14 +105,21 @@ impl EndpointsView {
 
     /// Every endpoint, oldest first.
     pub fn list(&self) -> Vec<Arc<Endpoint>> {
-        let mut all: Vec<_> = self.view.read(|s| s.by_id.values().map(|e| e.endpoint.clone()).collect());
+        let mut all: Vec<_> = self
+            .view
+            .read(|s| s.by_id.values().map(|e| e.endpoint.clone()).collect());
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
 
     /// Endpoints that were subscribed to this event when it was accepted (enabled or not:
     /// the dispatcher parks deliveries to disabled endpoints in the dead-letter topic).
-    pub fn subscribers(&self, event_type: &str, tenant: &str, accepted_at: UnixMillis) -> Vec<Arc<Endpoint>> {
+    pub fn subscribers(
+        &self,
+        event_type: &str,
+        tenant: &str,
+        accepted_at: UnixMillis,
+    ) -> Vec<Arc<Endpoint>> {
         let mut found: Vec<_> = self.view.read(|s| {
             s.by_id
                 .values()
@@ -118,6 +135,7 @@ impl EndpointsView {
     /// Applies a state record this service wrote (read-your-writes for the admin API).
     pub fn apply_local(&self, id: &EndpointId, record: Option<&v1::EndpointState>) {
         let bytes = record.map(prost::Message::encode_to_vec);
-        self.view.apply_local(id.as_str().as_bytes(), bytes.as_deref());
+        self.view
+            .apply_local(id.as_str().as_bytes(), bytes.as_deref());
     }
 }

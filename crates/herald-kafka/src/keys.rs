@@ -75,7 +75,9 @@ fn fold() -> Apply<KeysState> {
         };
         match herald_proto::decode::<v1::KeyRecord>("key", value) {
             Ok(record) => {
-                state.by_hash.insert(record.token_sha256.clone(), id.clone());
+                state
+                    .by_hash
+                    .insert(record.token_sha256.clone(), id.clone());
                 state.by_id.insert(id, record);
             }
             Err(err) => tracing::error!(error = %err, "Unreadable key record."),
@@ -116,11 +118,18 @@ impl KeysView {
 
     /// Applies a record this service wrote.
     pub fn apply_local(&self, record: &v1::KeyRecord) {
-        self.view.apply_local(record.id.as_bytes(), Some(&prost::Message::encode_to_vec(record)));
+        self.view.apply_local(
+            record.id.as_bytes(),
+            Some(&prost::Message::encode_to_vec(record)),
+        );
     }
 
     /// Checks a presented token at `now`.
-    pub fn authenticate(&self, token: Option<&str>, now: UnixMillis) -> Result<Principal, AuthError> {
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         ApiKeyToken::parse(token).map_err(|_| AuthError::Malformed)?;
         let hash = hash_token(token);
@@ -135,7 +144,11 @@ impl KeysView {
             }
             Ok(Principal {
                 key_id: id.clone(),
-                scopes: record.scopes.iter().filter_map(|s| Scope::parse(s).ok()).collect(),
+                scopes: record
+                    .scopes
+                    .iter()
+                    .filter_map(|s| Scope::parse(s).ok())
+                    .collect(),
                 tenant: record.tenant.clone(),
             })
         })
@@ -146,7 +159,11 @@ impl KeysView {
         self.view.read(|s| {
             s.by_id
                 .values()
-                .filter(|r| r.revoked_at_ms == 0 && r.expires_at_ms > now && r.expires_at_ms <= now + window_ms)
+                .filter(|r| {
+                    r.revoked_at_ms == 0
+                        && r.expires_at_ms > now
+                        && r.expires_at_ms <= now + window_ms
+                })
                 .count()
         })
     }

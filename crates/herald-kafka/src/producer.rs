@@ -26,7 +26,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("timeout", &self.timeout).finish()
+        f.debug_struct("Producer")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -77,7 +79,9 @@ impl Producer {
             key: "producer",
             value: Some("herald"),
         });
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key).headers(headers);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .key(key)
+            .headers(headers);
         if let Some(payload) = payload {
             record = record.payload(payload);
         }

@@ -37,7 +37,11 @@ pub fn topic_specs(config: &KafkaConfig, retry_tiers: &[Duration]) -> Vec<TopicS
     let mut specs = vec![
         spec(topics.events(), p, Cleanup::Delete(config.events_retention)),
         spec(topics.dlq(), p, Cleanup::Delete(config.dlq_retention)),
-        spec(topics.attempts(), p, Cleanup::Delete(config.attempts_retention)),
+        spec(
+            topics.attempts(),
+            p,
+            Cleanup::Delete(config.attempts_retention),
+        ),
         spec(topics.endpoints(), 1, Cleanup::Compact),
         spec(topics.keys(), 1, Cleanup::Compact),
         spec(topics.replays(), 1, Cleanup::Compact),
@@ -146,7 +150,10 @@ mod tests {
         assert!(names.contains(&"herald.events.v1"));
         assert!(names.contains(&"herald.deliveries.retry.5s"));
         assert!(names.contains(&"herald.deliveries.retry.1m"));
-        let endpoints = specs.iter().find(|s| s.name == "herald.endpoints.v1").unwrap();
+        let endpoints = specs
+            .iter()
+            .find(|s| s.name == "herald.endpoints.v1")
+            .unwrap();
         assert_eq!(endpoints.cleanup, Cleanup::Compact);
         assert_eq!(specs.len(), 9);
     }

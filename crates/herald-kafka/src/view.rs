@@ -92,7 +92,12 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         }
     }
 
-    async fn follow(&self, config: KafkaConfig, ready: watch::Sender<bool>, shutdown: CancellationToken) {
+    async fn follow(
+        &self,
+        config: KafkaConfig,
+        ready: watch::Sender<bool>,
+        shutdown: CancellationToken,
+    ) {
         let mut delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.follow_once(&config, &ready, &shutdown).await {
@@ -141,7 +146,10 @@ impl<S: Default + Send + Sync + 'static> View<S> {
             );
             if !behind.is_empty() {
                 let partition = message.partition();
-                if behind.get(&partition).is_some_and(|hw| message.offset() + 1 >= *hw) {
+                if behind
+                    .get(&partition)
+                    .is_some_and(|hw| message.offset() + 1 >= *hw)
+                {
                     behind.remove(&partition);
                 }
                 if behind.is_empty() {
@@ -172,7 +180,9 @@ where
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(Error::Unavailable(format!("topic {topic} has no partitions (not provisioned?)")));
+            return Err(Error::Unavailable(format!(
+                "topic {topic} has no partitions (not provisioned?)"
+            )));
         }
         partitions
             .into_iter()

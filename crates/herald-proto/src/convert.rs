@@ -147,13 +147,18 @@ mod tests {
             tenant: String::new(),
             enabled: true,
             disabled_reason: String::new(),
-            signing_keys: vec![SigningKey { secret: secret.clone(), expires_at: None }],
+            signing_keys: vec![SigningKey {
+                secret: secret.clone(),
+                expires_at: None,
+            }],
             created_at: 1,
             updated_at: 2,
         };
         let state = endpoint_to_state(&endpoint, 3, &key);
         let bytes = state.encode_to_vec();
-        assert!(!bytes.windows(secret.as_bytes().len()).any(|w| w == secret.as_bytes()));
+        assert!(!bytes
+            .windows(secret.as_bytes().len())
+            .any(|w| w == secret.as_bytes()));
         assert_eq!(endpoint_from_state(&state, &key).unwrap(), endpoint);
         let wrong = MasterKey::from_bytes([8; 32]);
         assert!(endpoint_from_state(&state, &wrong).is_err());

@@ -53,7 +53,10 @@ impl HeraldConfig {
     }
 
     /// Loads defaults, then `file` (if any), then the `HERALD_*` variables of `env`.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
         let mut merged = toml::Value::try_from(Self::defaults()).context("serializing defaults")?;
         if let Some(file) = file {
             let text = std::fs::read_to_string(file)
@@ -63,7 +66,9 @@ impl HeraldConfig {
             merge(&mut merged, overlay);
         }
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+            let Some(rest) = name.strip_prefix("HERALD_") else {
+                continue;
+            };
             if NOT_CONFIG.contains(&name.as_str()) {
                 continue;
             }
@@ -141,7 +146,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -166,8 +174,14 @@ mod tests {
         .unwrap();
         assert_eq!(config.kafka.brokers, "k1:9092,k2:9092");
         assert_eq!(config.kafka.partitions, 12);
-        assert_eq!(config.dispatcher.retry_schedule, vec![Duration::from_millis(100), Duration::from_millis(200)]);
-        assert_eq!(config.dispatcher.allowed_networks, vec!["127.0.0.0/8".to_string()]);
+        assert_eq!(
+            config.dispatcher.retry_schedule,
+            vec![Duration::from_millis(100), Duration::from_millis(200)]
+        );
+        assert_eq!(
+            config.dispatcher.allowed_networks,
+            vec!["127.0.0.0/8".to_string()]
+        );
     }
 
     #[test]
@@ -176,7 +190,8 @@ mod tests {
         assert!(err.to_string().contains("HERALD_KAFKA__BROKRS"), "{err}");
         let err = HeraldConfig::load(None, env(&[("HERALD_KAFKA__PARTITIONS", "0")])).unwrap_err();
         assert!(err.to_string().contains("kafka.partitions"), "{err}");
-        let err = HeraldConfig::load(None, env(&[("HERALD_DISPATCHER__ATTEMPT_TIMEOUT", "soon")])).unwrap_err();
+        let err = HeraldConfig::load(None, env(&[("HERALD_DISPATCHER__ATTEMPT_TIMEOUT", "soon")]))
+            .unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
         let err = HeraldConfig::load(None, env(&[("HERALD_MASTER_KEY", "short")])).unwrap_err();
         assert!(err.to_string().contains("master_key"), "{err}");
@@ -187,7 +202,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("herald.toml");
-        std::fs::write(&file, "[kafka]\ntopic_prefix = \"staging.\"\n[dispatcher]\nmax_in_flight = 7\n").unwrap();
+        std::fs::write(
+            &file,
+            "[kafka]\ntopic_prefix = \"staging.\"\n[dispatcher]\nmax_in_flight = 7\n",
+        )
+        .unwrap();
         let config = HeraldConfig::load(Some(&file), env(&[])).unwrap();
         assert_eq!(config.kafka.topic_prefix, "staging.");
         assert_eq!(config.dispatcher.max_in_flight, 7);

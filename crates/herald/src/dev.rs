@@ -17,7 +17,8 @@ fn load_or_create(file: &Path, make: impl FnOnce() -> String) -> Result<String> 
         return Ok(text.trim().to_owned());
     }
     let value = make();
-    std::fs::write(file, format!("{value}\n")).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::write(file, format!("{value}\n"))
+        .with_context(|| format!("writing {}", file.display()))?;
     Ok(value)
 }
 

@@ -48,7 +48,11 @@ async fn run_broker(config: HeraldConfig, args: cli::BrokerArgs) -> Result<()> {
     let dir = args.data_dir.unwrap_or(config.data_dir);
     let dir = broker::enter_data_dir(&dir)?;
     let mut broker = broker::start(args.listen, args.memory).await?;
-    println!("herald: broker listening on {} (data in {})", broker.addr, dir.display());
+    println!(
+        "herald: broker listening on {} (data in {})",
+        broker.addr,
+        dir.display()
+    );
     let shutdown = CancellationToken::new();
     services::cancel_on_signal(shutdown.clone());
     tokio::select! {
@@ -81,7 +85,9 @@ async fn run_dispatch(config: HeraldConfig) -> Result<()> {
     let app = observability::metrics_router(metrics);
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
     });
     let result = services::run_dispatcher(&config, &shared, shutdown.clone()).await;
     shutdown.cancel();
@@ -91,18 +97,30 @@ async fn run_dispatch(config: HeraldConfig) -> Result<()> {
 }
 
 async fn topics(config: HeraldConfig, action: TopicsAction) -> Result<()> {
-    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow::anyhow!(e))?;
+    let policy = config
+        .dispatcher
+        .retry_policy()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let specs = herald_kafka::provision::topic_specs(&config.kafka, policy.tiers());
     match action {
         TopicsAction::Plan => {
             for spec in specs {
-                println!("{}\tpartitions={}\t{:?}", spec.name, spec.partitions, spec.cleanup);
+                println!(
+                    "{}\tpartitions={}\t{:?}",
+                    spec.name, spec.partitions, spec.cleanup
+                );
             }
             Ok(())
         }
         TopicsAction::Create => {
             let shutdown = CancellationToken::new();
-            let created = herald_kafka::provision::ensure_topics(&config.kafka, &specs, std::time::Duration::from_secs(30), &shutdown).await?;
+            let created = herald_kafka::provision::ensure_topics(
+                &config.kafka,
+                &specs,
+                std::time::Duration::from_secs(30),
+                &shutdown,
+            )
+            .await?;
             for (name, new) in created {
                 println!("{name}\t{}", if new { "created" } else { "exists" });
             }

@@ -36,11 +36,16 @@ pub fn master_key(config: &HeraldConfig) -> Result<MasterKey> {
     if config.master_key.is_empty() {
         anyhow::bail!("master_key: required (base64 of 32 bytes; HERALD_MASTER_KEY)");
     }
-    MasterKey::parse_base64(&config.master_key).ok_or_else(|| anyhow!("master_key: must be base64 of exactly 32 bytes"))
+    MasterKey::parse_base64(&config.master_key)
+        .ok_or_else(|| anyhow!("master_key: must be base64 of exactly 32 bytes"))
 }
 
 /// Producer and views, started and caught up.
-pub async fn shared(config: &HeraldConfig, key: MasterKey, shutdown: &CancellationToken) -> Result<Shared> {
+pub async fn shared(
+    config: &HeraldConfig,
+    key: MasterKey,
+    shutdown: &CancellationToken,
+) -> Result<Shared> {
     let producer = Producer::new(&config.kafka, "herald")?;
     let views = TaskTracker::new();
     let endpoints = EndpointsView::spawn(&config.kafka, key, &views, shutdown.clone());
@@ -48,7 +53,12 @@ pub async fn shared(config: &HeraldConfig, key: MasterKey, shutdown: &Cancellati
     let wait = Duration::from_secs(120);
     endpoints.view().wait_ready(wait).await?;
     keys.view().wait_ready(wait).await?;
-    Ok(Shared { producer, endpoints, keys, views })
+    Ok(Shared {
+        producer,
+        endpoints,
+        keys,
+        views,
+    })
 }
 
 /// Binds and serves ingest + admin API + `/metrics` until `shutdown`. Prints the bound address.
@@ -65,7 +75,9 @@ pub async fn start_ingest(
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
     };
-    herald_ingest::ensure_bootstrap_key(&state).await.context("bootstrap admin key")?;
+    herald_ingest::ensure_bootstrap_key(&state)
+        .await
+        .context("bootstrap admin key")?;
     let listener = tokio::net::TcpListener::bind(config.ingest.listen)
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
@@ -73,17 +85,29 @@ pub async fn start_ingest(
     tracing::info!(%addr, "Ingest and admin API listening.");
     println!("herald: ingest listening on http://{addr}");
     let extra = crate::observability::metrics_router(metrics);
-    Ok(tokio::spawn(herald_ingest::serve(listener, state, extra, shutdown)))
+    Ok(tokio::spawn(herald_ingest::serve(
+        listener, state, extra, shutdown,
+    )))
 }
 
 /// Runs the dispatcher until `shutdown`, draining within the configured deadline.
-pub async fn run_dispatcher(config: &HeraldConfig, shared: &Shared, shutdown: CancellationToken) -> Result<()> {
+pub async fn run_dispatcher(
+    config: &HeraldConfig,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let deps = herald_dispatcher::DispatcherDeps {
         kafka: config.kafka.clone(),
         producer: shared.producer.clone(),
         endpoints: shared.endpoints.clone(),
     };
-    herald_dispatcher::run(config.dispatcher.clone(), deps, shutdown, config.shutdown_deadline).await?;
+    herald_dispatcher::run(
+        config.dispatcher.clone(),
+        deps,
+        shutdown,
+        config.shutdown_deadline,
+    )
+    .await?;
     Ok(())
 }
 
@@ -100,7 +124,10 @@ pub async fn finish(shared: Shared, deadline: Duration) {
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("Cannot install signal handlers.");
             return;
         };
