@@ -5,5 +5,4 @@
 mod utils;
 
 mod delivery;
-// `restart` (herald dev SIGKILL + restart) is kept out until the retry-tier loss it found is fixed; see issue #2 notes.
-// mod restart;
+mod restart;

@@ -12,10 +12,21 @@ fn start_dev(dir: &std::path::Path, broker: std::net::SocketAddr, token: &str) -
     // Retries wait long enough that nothing is dead-lettered before the restart.
     let mut env = herald_env(token, &master_key());
     env.retain(|(k, _)| *k != "HERALD_DISPATCHER__RETRY_SCHEDULE");
-    env.push(("HERALD_DISPATCHER__RETRY_SCHEDULE", "3s,3s,3s,3s,3s,3s".to_owned()));
+    env.push((
+        "HERALD_DISPATCHER__RETRY_SCHEDULE",
+        "3s,3s,3s,3s,3s,3s".to_owned(),
+    ));
     Proc::spawn(
         "herald-dev",
-        &["dev", "--broker-listen", &broker.to_string(), "--listen", "127.0.0.1:0", "--data-dir", dir.join("data").to_str().unwrap()],
+        &[
+            "dev",
+            "--broker-listen",
+            &broker.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.join("data").to_str().unwrap(),
+        ],
         &env,
         dir,
     )
@@ -28,11 +39,17 @@ fn events_accepted_before_a_kill_are_delivered_after_restart() {
     let broker_addr = free_port();
     let receiver_addr = free_port(); // nothing listens here until after the restart
     let mut herald = start_dev(dir.path(), broker_addr, &token);
-    let api = Api::new(herald.wait_line("herald: ingest listening on", Duration::from_secs(120)), token.clone());
+    let api = Api::new(
+        herald.wait_line("herald: ingest listening on", Duration::from_secs(120)),
+        token.clone(),
+    );
     let (_id, secret) = api.create_endpoint(&format!("http://{receiver_addr}/hook"), &[]);
     let mut accepted = HashSet::new();
     for i in 0..EVENTS {
-        let (status, body) = api.post("/v1/events", &json!({"type": "stock.moved", "payload": {"n": i}}));
+        let (status, body) = api.post(
+            "/v1/events",
+            &json!({"type": "stock.moved", "payload": {"n": i}}),
+        );
         assert_eq!(status, 202, "{body}");
         accepted.insert(body["id"].as_str().unwrap().to_owned());
     }
@@ -44,8 +61,14 @@ fn events_accepted_before_a_kill_are_delivered_after_restart() {
     herald.wait_line("herald: ingest listening on", Duration::from_secs(120));
     receiver.wait_for("/hook", EVENTS, Duration::from_secs(120));
     let got = receiver.on("/hook");
-    let ids: HashSet<String> = got.iter().map(|r| r.headers["webhook-id"].clone()).collect();
-    assert_eq!(ids, accepted, "every accepted event delivered after the restart");
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].clone())
+        .collect();
+    assert_eq!(
+        ids, accepted,
+        "every accepted event delivered after the restart"
+    );
     assert_eq!(verify_with_python(&got, &secret), got.len());
     herald.signal("TERM");
     assert_eq!(herald.wait_exit(Duration::from_secs(60)), Some(0));

@@ -11,6 +11,10 @@ use std::time::Duration;
 pub struct DispatcherConfig {
     /// Consumer group of the main (events) consumer; the retry consumer uses `<group>-retry`.
     pub group: String,
+    /// Static group membership id of this instance (`group.instance.id`): a restarted
+    /// dispatcher takes its partitions back at once. Must be unique per running dispatcher.
+    /// Empty: the host name. `none`: dynamic membership.
+    pub instance_id: String,
     /// Events being delivered at once (across all endpoints).
     pub max_in_flight: usize,
     /// Deliveries to one endpoint at once; further ones wait in the first retry tier.
@@ -46,6 +50,7 @@ impl DispatcherConfig {
         let policy = RetryPolicy::production();
         Self {
             group: "herald-dispatcher".into(),
+            instance_id: String::new(),
             max_in_flight: 512,
             per_endpoint_concurrency: 32,
             attempt_timeout: Duration::from_secs(15),
@@ -70,10 +75,27 @@ impl DispatcherConfig {
         .map_err(|e| format!("dispatcher.retry_schedule/retry_jitter/throttle_floor: {e}"))
     }
 
+    /// The static membership id to use, if any (see `instance_id`).
+    pub fn group_instance(&self) -> Option<String> {
+        match self.instance_id.trim() {
+            "none" => None,
+            "" => Some(format!("{}-{}", self.group, host_name())),
+            id => Some(id.to_owned()),
+        }
+    }
+
     /// Checks every value; the message names the bad key.
     pub fn validate(&self) -> Result<(), String> {
         if self.group.trim().is_empty() {
             return Err("dispatcher.group: must not be empty".into());
+        }
+        if self.instance_id.len() > 200
+            || self
+                .instance_id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("dispatcher.instance_id: at most 200 characters, no whitespace".into());
         }
         if !(1..=100_000).contains(&self.max_in_flight) {
             return Err("dispatcher.max_in_flight: must be between 1 and 100000".into());
@@ -93,6 +115,15 @@ impl DispatcherConfig {
         }
         self.retry_policy().map(|_| ())
     }
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the offset only once every delivery's outcome is durable (ordered per partition).
 
 use crate::deliver::Deliverer;
-use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, Membership, TrackedConsumer};
 use herald_kafka::tracker::{OffsetTracker, Ticket};
 use herald_kafka::KafkaConfig;
 use herald_proto::v1;
@@ -34,13 +34,13 @@ pub fn complete(consumer: &TrackedConsumer, tracker: &Mutex<OffsetTracker>, tick
 /// Consumes the events topic until `shutdown`; in-flight work is left on `tasks` to drain.
 pub async fn run(
     kafka: &KafkaConfig,
-    group: &str,
+    membership: &Membership,
     max_in_flight: usize,
     deliverer: Arc<Deliverer>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
-    let (consumer, tracker) = tracked_consumer(kafka, group, "herald-dispatcher")?;
+    let (consumer, tracker) = tracked_consumer(kafka, membership, "herald-dispatcher")?;
     let topic = kafka.topics().events();
     consumer
         .subscribe(&[&topic])

@@ -122,6 +122,9 @@ impl Deliverer {
         let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
         let summary = summarize(&output, attempt);
         metrics::histogram!("herald_delivery_attempt_seconds").record(output.latency.as_secs_f64());
+        if !output.result.is_success() {
+            tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, attempt, class = output.result.class(), status = output.status, error = %output.error, "Attempt failed.");
+        }
         self.writer
             .attempt(&attempt_record(
                 &task,

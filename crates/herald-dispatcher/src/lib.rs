@@ -13,6 +13,7 @@
 //! - [`config`]: `DispatcherConfig`, validated at start.
 //! - [`consumer`]: the events consumer and fan-out.
 //! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
+//! - [`hold`]: tasks held in memory while their partition is paused.
 //! - [`dedupe`]: bounded memory of started deliveries (duplicate events deliver once).
 //! - [`deliver`]: one delivery step shared by both consumers.
 //! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
@@ -25,6 +26,7 @@ pub mod consumer;
 pub mod dedupe;
 pub mod deliver;
 pub mod error;
+pub mod hold;
 pub mod retry;
 pub mod route;
 pub mod service;

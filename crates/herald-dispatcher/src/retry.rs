@@ -1,35 +1,36 @@
 //! The retry consumer: one group member over every retry tier topic. Each tier holds tasks
 //! waiting about the same time, so the head of a partition is (nearly) always the earliest
-//! due. When the head is not due yet, the partition is paused and rewound to it, and resumed
-//! when it is due: no sleeping in the poll loop, no busy polling, other partitions flow.
+//! due. When the head is not due yet, the partition is paused and the head is held in memory
+//! (see [`crate::hold`]) until it is due; then the partition resumes from where it stopped.
+//! No sleeping in the poll loop, no busy polling, no seeking; other partitions flow.
 
 use crate::consumer::complete;
 use crate::deliver::Deliverer;
-use herald_kafka::consumer::tracked_consumer;
+use crate::hold::{Held, Holding, Offer, Partition};
+use herald_kafka::consumer::{tracked_consumer, Membership, TrackedConsumer};
+use herald_kafka::tracker::OffsetTracker;
 use herald_kafka::KafkaConfig;
 use herald_proto::v1;
 use rdkafka::consumer::Consumer;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-type Partition = (String, i32);
 
 /// Consumes the retry tiers until `shutdown`; in-flight work is left on `tasks` to drain.
 pub async fn run(
     kafka: &KafkaConfig,
-    group: &str,
+    membership: &Membership,
     max_in_flight: usize,
     deliverer: Arc<Deliverer>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
-) -> herald_kafka::Result<Arc<herald_kafka::consumer::TrackedConsumer>> {
-    let (consumer, tracker) = tracked_consumer(kafka, &format!("{group}-retry"), "herald-retry")?;
+) -> herald_kafka::Result<Arc<TrackedConsumer>> {
+    let (consumer, tracker) =
+        tracked_consumer(kafka, &membership.sibling("retry"), "herald-retry")?;
     let topics: Vec<String> = deliverer
         .policy
         .tiers()
@@ -40,24 +41,30 @@ pub async fn run(
     consumer
         .subscribe(&names)
         .map_err(herald_kafka::Error::from_kafka)?;
-    let consumer = Arc::new(consumer);
-    let slots = Arc::new(Semaphore::new(max_in_flight));
-    // Paused partitions: when to resume, and the assignment generation they belong to.
-    let mut paused: HashMap<Partition, (Instant, u64)> = HashMap::new();
+    let mut retry = RetryLoop {
+        consumer: Arc::new(consumer),
+        tracker,
+        slots: Arc::new(Semaphore::new(max_in_flight)),
+        deliverer,
+        holding: Holding::default(),
+        generation: 0,
+        last_offset: HashMap::new(),
+    };
     loop {
-        let generation = tracker.lock().expect("tracker lock").generation();
-        paused.retain(|_, (_, g)| *g == generation);
-        let next_resume = paused.values().map(|(at, _)| *at).min();
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore open"),
-        };
+        retry.on_rebalance();
+        let (due, emptied) = retry.holding.take_due(herald_kafka::now_ms());
+        for held in due {
+            if !retry.dispatch(held, tasks, &shutdown).await {
+                return Ok(retry.consumer);
+            }
+        }
+        retry.resume(&emptied);
+        metrics::gauge!("herald_retry_held_tasks").set(retry.holding.len() as f64);
+        let next_due = retry.holding.next_due_ms();
+        let consumer = retry.consumer.clone();
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = sleep_until(next_resume) => {
-                resume_due(&consumer, &mut paused);
-                continue;
-            }
+            _ = sleep_until_ms(next_due) => continue,
             message = consumer.recv() => message,
         };
         let message = match message {
@@ -68,98 +75,136 @@ pub async fn run(
                 continue;
             }
         };
+        // A rebalance runs inside `recv`: this message already belongs to the new assignment.
+        retry.on_rebalance();
         let partition = (message.topic().to_owned(), message.partition());
-        if paused.contains_key(&partition) {
-            continue; // fetched before the pause; it comes again after the rewind
+        let offset = message.offset();
+        if retry.already_seen(&partition, offset) {
+            continue;
         }
+        let ticket =
+            retry
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .begin(&partition.0, partition.1, offset);
         let task = match herald_proto::decode::<v1::DeliveryTask>(
             "delivery task",
             message.payload().unwrap_or_default(),
         ) {
             Ok(task) => task,
             Err(err) => {
-                tracing::error!(topic = %partition.0, offset = message.offset(), error = %err, "Undecodable retry task skipped.");
-                let ticket = tracker.lock().expect("tracker lock").begin(
-                    &partition.0,
-                    partition.1,
-                    message.offset(),
-                );
-                complete(&consumer, &tracker, &ticket);
+                tracing::error!(topic = %partition.0, offset, error = %err, "Undecodable retry task skipped.");
+                complete(&retry.consumer, &retry.tracker, &ticket);
                 continue;
             }
         };
-        let wait_ms = task.due_at_ms - herald_kafka::now_ms();
-        if wait_ms > 0 {
-            pause_until(&consumer, &partition, message.offset(), wait_ms)?;
-            paused.insert(
-                partition,
-                (
-                    Instant::now() + Duration::from_millis(wait_ms as u64),
-                    generation,
-                ),
-            );
-            continue;
+        drop(message);
+        let held = Held { ticket, task };
+        match retry
+            .holding
+            .offer(&partition, held, herald_kafka::now_ms())
+        {
+            Offer::Deliver(held) => {
+                if !retry.dispatch(*held, tasks, &shutdown).await {
+                    break;
+                }
+            }
+            Offer::HeldPause => retry.pause(&partition)?,
+            Offer::Held => {}
         }
-        let ticket = tracker.lock().expect("tracker lock").begin(
-            &partition.0,
-            partition.1,
-            message.offset(),
-        );
-        let deliverer = deliverer.clone();
-        let consumer = consumer.clone();
-        let tracker = tracker.clone();
+    }
+    Ok(retry.consumer)
+}
+
+struct RetryLoop {
+    consumer: Arc<TrackedConsumer>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    slots: Arc<Semaphore>,
+    deliverer: Arc<Deliverer>,
+    holding: Holding,
+    generation: u64,
+    /// The last offset handed to the holding/delivery per partition in this generation.
+    last_offset: HashMap<Partition, i64>,
+}
+
+impl RetryLoop {
+    /// After a rebalance the held tickets are void: drop them and resume their partitions
+    /// (the new assignment starts again from the committed offsets).
+    fn on_rebalance(&mut self) {
+        let generation = self.tracker.lock().expect("tracker lock").generation();
+        if generation != self.generation {
+            self.generation = generation;
+            self.last_offset.clear();
+            let paused = self.holding.clear();
+            self.resume(&paused);
+        }
+    }
+
+    /// Belt and braces against a client re-fetching what it already handed out.
+    fn already_seen(&mut self, partition: &Partition, offset: i64) -> bool {
+        match self.last_offset.get(partition) {
+            Some(last) if offset <= *last => {
+                tracing::debug!(topic = %partition.0, partition = partition.1, offset, "Already handed out; ignored.");
+                true
+            }
+            _ => {
+                self.last_offset.insert(partition.clone(), offset);
+                false
+            }
+        }
+    }
+
+    /// Delivers one due task under an in-flight slot; false when shut down while waiting.
+    async fn dispatch(
+        &self,
+        held: Held,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            permit = self.slots.clone().acquire_owned() => permit.expect("semaphore open"),
+        };
+        let deliverer = self.deliverer.clone();
+        let consumer = self.consumer.clone();
+        let tracker = self.tracker.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            if deliverer.step(task).await.is_ok() {
-                complete(&consumer, &tracker, &ticket);
+            if deliverer.step(held.task).await.is_ok() {
+                complete(&consumer, &tracker, &held.ticket);
             }
         });
+        true
     }
-    Ok(consumer)
-}
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn pause_until(
-    consumer: &herald_kafka::consumer::TrackedConsumer,
-    (topic, partition): &Partition,
-    offset: i64,
-    wait_ms: i64,
-) -> herald_kafka::Result<()> {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, *partition);
-    consumer
-        .pause(&list)
-        .map_err(herald_kafka::Error::from_kafka)?;
-    // Rewind so the head is fetched again after resuming; timeout 0 = asynchronous.
-    consumer
-        .seek(topic, *partition, Offset::Offset(offset), Duration::ZERO)
-        .map_err(herald_kafka::Error::from_kafka)?;
-    tracing::debug!(%topic, partition, offset, wait_ms, "Tier partition paused until its head is due.");
-    Ok(())
-}
-
-fn resume_due(
-    consumer: &herald_kafka::consumer::TrackedConsumer,
-    paused: &mut HashMap<Partition, (Instant, u64)>,
-) {
-    let now = Instant::now();
-    let due: Vec<Partition> = paused
-        .iter()
-        .filter(|(_, (at, _))| *at <= now)
-        .map(|(p, _)| p.clone())
-        .collect();
-    for partition in due {
-        paused.remove(&partition);
+    fn pause(&self, (topic, partition): &Partition) -> herald_kafka::Result<()> {
         let mut list = TopicPartitionList::new();
-        list.add_partition(&partition.0, partition.1);
-        if let Err(err) = consumer.resume(&list) {
-            tracing::warn!(topic = %partition.0, partition = partition.1, error = %err, "Resume failed.");
+        list.add_partition(topic, *partition);
+        self.consumer
+            .pause(&list)
+            .map_err(herald_kafka::Error::from_kafka)?;
+        tracing::debug!(%topic, partition, "Tier partition paused until its head is due.");
+        Ok(())
+    }
+
+    fn resume(&self, partitions: &[Partition]) {
+        for (topic, partition) in partitions {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(topic, *partition);
+            if let Err(err) = self.consumer.resume(&list) {
+                tracing::debug!(%topic, partition, error = %err, "Resume failed (partition moved?).");
+            }
         }
+    }
+}
+
+async fn sleep_until_ms(at_ms: Option<i64>) {
+    match at_ms {
+        Some(at) => {
+            let wait = (at - herald_kafka::now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
     }
 }

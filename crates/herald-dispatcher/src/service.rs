@@ -6,6 +6,7 @@ use crate::route::OutcomeWriter;
 use crate::sink::{Sender, SenderSettings};
 use crate::ssrf::Network;
 use crate::{consumer, retry, Error, Result};
+use herald_kafka::consumer::Membership;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -67,12 +68,16 @@ pub async fn run(
         .wait_ready(Duration::from_secs(120))
         .await
         .map_err(Error::Kafka)?;
+    let membership = Membership {
+        group: config.group.clone(),
+        instance: config.group_instance(),
+    };
     let tasks = TaskTracker::new();
     tracing::info!(group = %config.group, "Dispatcher consuming.");
     let (events, retries) = tokio::join!(
         consumer::run(
             &deps.kafka,
-            &config.group,
+            &membership,
             config.max_in_flight,
             deliverer.clone(),
             &tasks,
@@ -80,7 +85,7 @@ pub async fn run(
         ),
         retry::run(
             &deps.kafka,
-            &config.group,
+            &membership,
             config.max_in_flight,
             deliverer,
             &tasks,

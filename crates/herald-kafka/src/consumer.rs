@@ -43,18 +43,44 @@ fn rebalance_kind(rebalance: &Rebalance<'_>) -> &'static str {
 /// A group member for at-least-once processing.
 pub type TrackedConsumer = StreamConsumer<TrackingContext>;
 
+/// Who a consumer is in its group.
+///
+/// `instance` turns on static membership (`group.instance.id`): a restarted instance takes
+/// its partitions back at once instead of waiting out the dead member's session. This is also
+/// what lets a group recover on the embedded tansu broker, whose coordinator otherwise hands a
+/// member that joined behind a killed leader an empty assignment and never rebalances again.
+/// Two live consumers must never share an instance id (the broker fences one of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub group: String,
+    pub instance: Option<String>,
+}
+
+impl Membership {
+    /// The membership of a sibling group (`<group>-<suffix>`, `<instance>-<suffix>`).
+    pub fn sibling(&self, suffix: &str) -> Self {
+        Self {
+            group: format!("{}-{suffix}", self.group),
+            instance: self.instance.as_ref().map(|i| format!("{i}-{suffix}")),
+        }
+    }
+}
+
 /// Builds a group consumer: `enable.auto.offset.store=false`, auto-commit of stored offsets,
 /// `auto.offset.reset=earliest` (a new group starts from the beginning: nothing is skipped).
 pub fn tracked_consumer(
     config: &KafkaConfig,
-    group: &str,
+    membership: &Membership,
     client_id: &str,
 ) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
     let context = TrackingContext::default();
     let tracker = context.tracker.clone();
-    let consumer = config
-        .client_config(client_id)
-        .set("group.id", group)
+    let mut client = config.client_config(client_id);
+    if let Some(instance) = &membership.instance {
+        client.set("group.instance.id", instance);
+    }
+    let consumer = client
+        .set("group.id", &membership.group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
