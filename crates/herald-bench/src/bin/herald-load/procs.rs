@@ -1,0 +1,310 @@
+//! The Herald under load: `herald broker` plus `herald dev --kafka` (or `herald ingest` +
+//! `herald dispatch`) as child processes in a temporary directory, and what `/proc` says
+//! about their memory and CPU.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One child process; killed on drop if still running.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(
+        bin: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(String, String)],
+        dir: &Path,
+    ) -> Result<Self> {
+        let log = dir.join(format!("{name}.log"));
+        let mut child = Command::new(bin)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).context("log file")?)
+            .spawn()
+            .with_context(|| format!("spawning {} {name}", bin.display()))?;
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stdout = child.stdout.take().context("child stdout")?;
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().expect("lines lock").push(line);
+            }
+        });
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            lines,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a stdout line starting with `prefix`; returns the rest of it.
+    async fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .expect("lines lock")
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix).map(|rest| rest.trim().to_owned()));
+            if let Some(rest) = found {
+                return Ok(rest);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before printing `{prefix}`; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not print `{prefix}` within {timeout:?}; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, then up to `grace` for a clean exit, then SIGKILL. Returns how it ended.
+    pub async fn stop(&mut self, grace: Duration) -> String {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return format!("had already exited: {status}");
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        format!("did not stop within {grace:?} of SIGTERM; killed")
+    }
+
+    /// Lines of its log that mention a panic.
+    pub fn panics(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("panicked"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How Herald is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `herald broker` + `herald dev --kafka` (ingest and dispatcher in one process).
+    Dev,
+    /// `herald broker` + `herald ingest` + `herald dispatch`.
+    Split,
+}
+
+/// What the spawned processes are told.
+pub struct Settings {
+    pub layout: Layout,
+    pub partitions: u32,
+    pub retry_schedule: String,
+    pub attempt_timeout: String,
+    pub max_batch: usize,
+    pub log_filter: String,
+}
+
+/// The running Herald.
+pub struct Spawned {
+    pub procs: Vec<Proc>,
+    pub base: String,
+    pub admin_key: String,
+}
+
+fn free_port() -> Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Starts the broker and Herald under `dir`; returns once ingest listens.
+pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawned> {
+    let admin_key = herald_core::apikey::ApiKeyToken::generate(herald_core::ids::KeyId::generate(
+        herald_now_ms(),
+    ))
+    .expose();
+    let master_key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    };
+    let broker_addr = free_port()?.to_string();
+    let broker_dir = dir.join("broker");
+    let log = ("HERALD_LOG".to_owned(), settings.log_filter.clone());
+    let mut broker = Proc::spawn(
+        bin,
+        "broker",
+        &[
+            "broker",
+            "--data-dir",
+            path_str(&broker_dir)?,
+            "--listen",
+            &broker_addr,
+        ],
+        std::slice::from_ref(&log),
+        dir,
+    )?;
+    broker
+        .wait_line("herald: broker listening on", Duration::from_secs(60))
+        .await?;
+    let mut env: Vec<(String, String)> = [
+        ("HERALD_LOG", settings.log_filter.clone()),
+        ("HERALD_KAFKA__BROKERS", broker_addr.clone()),
+        ("HERALD_INGEST__BOOTSTRAP_KEY", admin_key.clone()),
+        ("HERALD_MASTER_KEY", master_key),
+        ("HERALD_KAFKA__PARTITIONS", settings.partitions.to_string()),
+        (
+            "HERALD_DISPATCHER__ALLOWED_NETWORKS",
+            "[\"127.0.0.0/8\"]".to_owned(),
+        ),
+        (
+            "HERALD_DISPATCHER__RETRY_SCHEDULE",
+            settings.retry_schedule.clone(),
+        ),
+        ("HERALD_DISPATCHER__THROTTLE_FLOOR", "300ms".to_owned()),
+        (
+            "HERALD_DISPATCHER__ATTEMPT_TIMEOUT",
+            settings.attempt_timeout.clone(),
+        ),
+        ("HERALD_SHUTDOWN_DEADLINE", "10s".to_owned()),
+        ("HERALD_INGEST__MAX_BATCH", settings.max_batch.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut procs = vec![broker];
+    let ingest = match settings.layout {
+        Layout::Dev => {
+            let dev_dir = dir.join("dev");
+            let args = [
+                "dev",
+                "--kafka",
+                &broker_addr,
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                path_str(&dev_dir)?,
+            ];
+            Proc::spawn(bin, "dev", &args, &env, dir)?
+        }
+        Layout::Split => {
+            env.push(("HERALD_INGEST__LISTEN".to_owned(), "127.0.0.1:0".to_owned()));
+            let ingest = Proc::spawn(bin, "ingest", &["ingest"], &env, dir)?;
+            env.push(("HERALD_METRICS_LISTEN".to_owned(), free_port()?.to_string()));
+            procs.push(Proc::spawn(bin, "dispatch", &["dispatch"], &env, dir)?);
+            ingest
+        }
+    };
+    procs.push(ingest);
+    let base = procs
+        .last_mut()
+        .expect("ingest process")
+        .wait_line("herald: ingest listening on", Duration::from_secs(120))
+        .await?;
+    Ok(Spawned {
+        procs,
+        base,
+        admin_key,
+    })
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .context("temporary directory path is not UTF-8")
+}
+
+fn herald_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Memory and CPU of one process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// VmHWM: the kernel's peak resident set size, KiB.
+    pub hwm_kib: u64,
+    /// VmRSS now, KiB.
+    pub rss_kib: u64,
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Reads `/proc/<pid>`; `None` once the process is gone.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some(Usage {
+        hwm_kib: field("VmHWM:"),
+        rss_kib: field("VmRSS:"),
+        cpu_ticks: ticks(11) + ticks(12),
+    })
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 when unknown).
+pub fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}

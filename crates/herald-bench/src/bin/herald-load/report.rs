@@ -1,0 +1,197 @@
+//! Turning what the clients sent and the receiver got into figures, printed as text or JSON.
+
+use serde::Serialize;
+
+/// Nearest-rank percentiles of a sample, in the sample's unit.
+#[derive(Debug, Default, Serialize)]
+pub struct Distribution {
+    pub count: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Distribution {
+    /// From raw values, scaled by `scale` (e.g. µs → ms = 0.001).
+    pub fn of(mut values: Vec<u64>, scale: f64) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let rank = |q: f64| {
+            let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+            values[index] as f64 * scale
+        };
+        let sum: f64 = values.iter().map(|v| *v as f64).sum();
+        Self {
+            count: values.len(),
+            p50: rank(0.50),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            max: values[values.len() - 1] as f64 * scale,
+            mean: sum / values.len() as f64 * scale,
+        }
+    }
+
+    fn line(&self, unit: &str) -> String {
+        format!(
+            "p50 {:.1} {unit}, p95 {:.1} {unit}, p99 {:.1} {unit}, max {:.1} {unit}, mean {:.1} {unit} (n = {})",
+            self.p50, self.p95, self.p99, self.max, self.mean, self.count
+        )
+    }
+}
+
+/// The run's parameters, exactly.
+#[derive(Debug, Serialize)]
+pub struct Parameters {
+    pub command: String,
+    pub herald: String,
+    pub layout: String,
+    pub events: usize,
+    pub endpoints: usize,
+    pub concurrency: usize,
+    pub rate_per_s: Option<f64>,
+    pub batch: usize,
+    pub payload_bytes: usize,
+    pub partitions: Option<u32>,
+    pub retry_schedule: Option<String>,
+    pub attempt_timeout: Option<String>,
+    pub timeout_s: u64,
+    pub cpus: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ingest {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub not_sent: usize,
+    pub requests: usize,
+    pub retried_requests: usize,
+    pub failures: std::collections::BTreeMap<String, usize>,
+    pub seconds: f64,
+    pub accepted_per_s: f64,
+    /// Round trip of each accepted request (one event, or one batch).
+    pub request_latency_ms: Distribution,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Delivery {
+    pub expected: usize,
+    pub received: usize,
+    pub missing: usize,
+    pub duplicates: usize,
+    pub bad_signatures: usize,
+    pub webhook_id_mismatches: usize,
+    pub unrecognised: usize,
+    /// From the first request sent to the last first-arrival.
+    pub seconds: f64,
+    pub delivered_per_s: f64,
+    /// From the last event accepted to the last delivery arriving.
+    pub drain_seconds: f64,
+    /// Accepted (client got 202) → first arrival at the receiver.
+    pub end_to_end_ms: Distribution,
+    /// Deliveries that arrived before their 202 reached the client (counted as 0 ms above).
+    pub arrived_before_accept: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Process {
+    pub name: String,
+    pub pid: u32,
+    /// The peak resident set: VmHWM at the end of the measurement (or a larger sample).
+    pub peak_rss_mib: f64,
+    /// Largest VmRSS among the samples (every 100 ms).
+    pub max_sampled_rss_mib: f64,
+    /// VmRSS after start-up and warm-up, before the first event.
+    pub idle_rss_mib: f64,
+    /// CPU seconds (user + system) spent during the measurement.
+    pub cpu_seconds: f64,
+    pub exit: String,
+    pub panics: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub parameters: Parameters,
+    pub warmup_seconds: f64,
+    pub ingest: Ingest,
+    pub delivery: Delivery,
+    pub processes: Vec<Process>,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+impl Report {
+    pub fn text(&self) -> String {
+        let p = &self.parameters;
+        let i = &self.ingest;
+        let d = &self.delivery;
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line("herald-load report".into());
+        line(format!("  command      {}", p.command));
+        line(format!("  herald       {} ({} layout)", p.herald, p.layout));
+        line(format!(
+            "  parameters   {} events x {} endpoints, {} clients, rate {}, {}, payload {} B, partitions {}, retry schedule {}, attempt timeout {}, timeout {} s, {} CPUs",
+            p.events,
+            p.endpoints,
+            p.concurrency,
+            p.rate_per_s.map_or("unlimited".into(), |r| format!("{r}/s")),
+            if p.batch == 0 { "single /v1/events".to_owned() } else { format!("batches of {} on /v1/events/batch", p.batch) },
+            p.payload_bytes,
+            p.partitions.map_or("(target's)".into(), |n| n.to_string()),
+            p.retry_schedule.as_deref().unwrap_or("(target's)"),
+            p.attempt_timeout.as_deref().unwrap_or("(target's)"),
+            p.timeout_s,
+            p.cpus,
+        ));
+        line(format!(
+            "  warm-up      {:.2} s until a first event reached every endpoint",
+            self.warmup_seconds
+        ));
+        line(format!(
+            "ingest         {} accepted in {:.2} s = {:.0} events/s; {} rejected, {} not sent; {} requests, {} retried; failures {:?}",
+            i.accepted, i.seconds, i.accepted_per_s, i.rejected, i.not_sent, i.requests, i.retried_requests, i.failures
+        ));
+        line(format!(
+            "  request latency  {}",
+            i.request_latency_ms.line("ms")
+        ));
+        line(format!(
+            "delivery       {} of {} received in {:.2} s = {:.0} deliveries/s; drain after last accept {:.2} s",
+            d.received, d.expected, d.seconds, d.delivered_per_s, d.drain_seconds
+        ));
+        line(format!(
+            "  missing {}, duplicates {}, bad signatures {}, webhook-id mismatches {}, unrecognised {}",
+            d.missing, d.duplicates, d.bad_signatures, d.webhook_id_mismatches, d.unrecognised
+        ));
+        line(format!(
+            "  end-to-end (202 -> received)  {}",
+            d.end_to_end_ms.line("ms")
+        ));
+        line(format!(
+            "  arrived before the client saw 202: {}",
+            d.arrived_before_accept
+        ));
+        for proc in &self.processes {
+            line(format!(
+                "process {:<8} pid {:<7} peak RSS (VmHWM) {:.1} MiB, max sampled RSS {:.1} MiB, idle RSS {:.1} MiB, CPU {:.1} s; exit: {}",
+                proc.name, proc.pid, proc.peak_rss_mib, proc.max_sampled_rss_mib, proc.idle_rss_mib, proc.cpu_seconds, proc.exit
+            ));
+            for panic in &proc.panics {
+                line(format!("  PANIC {panic}"));
+            }
+        }
+        line(if self.ok {
+            "result         OK".into()
+        } else {
+            format!("result         FAILED: {}", self.problems.join("; "))
+        });
+        out
+    }
+}
