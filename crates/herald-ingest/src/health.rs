@@ -1,28 +1,38 @@
-//! `/healthz` (the process answers) and `/readyz` (views caught up with their topics).
+//! `/healthz` (the process answers) and `/readyz` (the broker answers a metadata request
+//! for the events topic and the endpoints and keys views caught up with their topics).
 
 use crate::service::IngestState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use herald_kafka::health::{broker_check, Check, Report};
 use serde_json::{json, Value};
 
-/// `GET /healthz`.
+/// `GET /healthz`: 200 while the process serves requests.
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: 200 when ready, 503 with the failing checks otherwise.
-pub async fn readyz(State(state): State<IngestState>) -> (StatusCode, Json<Value>) {
-    let endpoints = state.endpoints.view().is_ready();
-    let keys = state.keys.view().is_ready();
-    let ready = endpoints && keys;
-    let status = if ready {
+/// Checks readiness now and sets `herald_ready{service="ingest"}`.
+pub async fn readiness(state: &IngestState) -> Report {
+    let broker = broker_check(&state.producer, &state.topics.events()).await;
+    Report::new(
+        "ingest",
+        vec![
+            broker,
+            Check::view("endpoints_view", state.endpoints.view().is_ready()),
+            Check::view("keys_view", state.keys.view().is_ready()),
+        ],
+    )
+}
+
+/// `GET /readyz`: 200 when ready, 503 otherwise; the body lists every check.
+pub async fn readyz(State(state): State<IngestState>) -> (StatusCode, Json<Report>) {
+    let report = readiness(&state).await;
+    let status = if report.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({"ready": ready, "checks": {"endpoints_view": endpoints, "keys_view": keys}})),
-    )
+    (status, Json(report))
 }

@@ -1,28 +1,62 @@
 //! Consumers for the at-least-once recipe: offsets are stored by hand only after an outcome is
 //! durable, auto-commit commits what was stored, and a rebalance resets the offset tracker.
 
+use crate::stats;
 use crate::tracker::OffsetTracker;
 use crate::{Error, KafkaConfig, Result};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{
+    BaseConsumer, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::sync::{Arc, Mutex};
 
 /// A consumer context that resets the shared offset tracker on every rebalance, so work
 /// finishing for a partition this member no longer owns never stores an offset.
+///
+/// It also feeds [`stats`]: consumer lag per owned partition of `group`, client errors, and
+/// the group membership that `/readyz` reports.
 #[derive(Clone, Default)]
 pub struct TrackingContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
+    /// The consumer group (label of `herald_kafka_consumer_lag`).
+    pub group: String,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn stats(&self, statistics: Statistics) {
+        stats::record_consumer(&self.group, &statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        stats::record_error("consumer", &error, reason);
+    }
+}
 
 impl ConsumerContext for TrackingContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) | Rebalance::Assign(list) = rebalance {
             tracing::info!(partitions = list.count(), kind = ?rebalance_kind(rebalance), "Rebalance.");
         }
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let all = !matches!(
+                    consumer.rebalance_protocol(),
+                    RebalanceProtocol::Cooperative
+                );
+                stats::revoked(&self.group, Some(list), all);
+            }
+            Rebalance::Error(_) => stats::revoked(&self.group, None, true),
+            Rebalance::Assign(_) => {}
+        }
         self.tracker.lock().expect("tracker lock").reset();
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            stats::assigned(&self.group, list);
+        }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
@@ -73,9 +107,14 @@ pub fn tracked_consumer(
     membership: &Membership,
     client_id: &str,
 ) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
-    let context = TrackingContext::default();
+    let context = TrackingContext {
+        tracker: Arc::default(),
+        group: membership.group.clone(),
+    };
     let tracker = context.tracker.clone();
     let mut client = config.client_config(client_id);
+    stats::enable_statistics(&mut client);
+    stats::register_group(&membership.group);
     if let Some(instance) = &membership.instance {
         client.set("group.instance.id", instance);
     }

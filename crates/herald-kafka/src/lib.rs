@@ -15,14 +15,18 @@
 //! - [`provision`]: idempotent topic creation with cleanup policy and retention.
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live.
 //! - [`endpoints`], [`keys`]: the two views every service holds.
+//! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
+//!   the broker reachability check behind `/readyz`.
 
 pub mod config;
 pub mod consumer;
 pub mod endpoints;
 pub mod error;
+pub mod health;
 pub mod keys;
 pub mod producer;
 pub mod provision;
+pub mod stats;
 pub mod tracker;
 pub mod view;
 

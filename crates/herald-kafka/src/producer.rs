@@ -4,6 +4,7 @@
 //! out). When librdkafka's local queue is full, `send` waits for room within the same timeout
 //! instead of failing at once; after that, the caller gets [`Error::Unavailable`].
 
+use crate::stats::{self, ProducerStats};
 use crate::{Error, KafkaConfig, Result};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -20,7 +21,7 @@ pub struct Acked {
 /// An idempotent producer (`enable.idempotence=true`, `acks=all`).
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<ProducerStats>,
     timeout: Duration,
 }
 
@@ -36,15 +37,16 @@ impl Producer {
     /// Creates the producer. Does not need the broker to be up.
     pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self> {
         let timeout_ms = config.produce_timeout.as_millis().to_string();
-        let inner: FutureProducer = config
-            .client_config(client_id)
+        let mut client = config.client_config(client_id);
+        stats::enable_statistics(&mut client);
+        let inner: FutureProducer<ProducerStats> = client
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", &timeout_ms)
             .set("queue.buffering.max.messages", "100000")
-            .create()
+            .create_with_context(ProducerStats)
             .map_err(Error::from_kafka)?;
         Ok(Self {
             inner,
@@ -122,7 +124,13 @@ impl Producer {
     }
 
     /// The underlying client, for metadata queries.
-    pub fn client(&self) -> &FutureProducer {
+    pub fn client(&self) -> &FutureProducer<ProducerStats> {
         &self.inner
+    }
+
+    /// Whether a broker answers a metadata request for `topic` within `timeout` (run off the
+    /// async runtime). The error says what failed, for `/readyz`.
+    pub async fn probe(&self, topic: &str, timeout: Duration) -> std::result::Result<(), String> {
+        crate::health::broker_reachable(self.inner.clone(), topic, timeout).await
     }
 }

@@ -1,0 +1,122 @@
+//! Readiness checks shared by every service's `/readyz`: the broker answers a metadata
+//! request, views are caught up, consumers are in their groups. Each check says what failed.
+
+use crate::stats::{self, ProducerStats};
+use rdkafka::producer::{FutureProducer, Producer as _};
+use serde::Serialize;
+use std::time::Duration;
+
+/// How long `/readyz` waits for the broker's metadata answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One readiness check and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    /// A check from a result: `Ok` carries the detail, `Err` the reason.
+    pub fn from_result(name: &'static str, result: Result<String, String>) -> Self {
+        match result {
+            Ok(detail) => Self {
+                name,
+                ok: true,
+                detail,
+            },
+            Err(detail) => Self {
+                name,
+                ok: false,
+                detail,
+            },
+        }
+    }
+
+    /// A view's caught-up state.
+    pub fn view(name: &'static str, ready: bool) -> Self {
+        Self {
+            name,
+            ok: ready,
+            detail: if ready { "caught up" } else { "catching up" }.to_owned(),
+        }
+    }
+}
+
+/// A service's readiness: ready when every check passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub service: &'static str,
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Builds the report and sets `herald_ready{service}` to 1 or 0.
+    pub fn new(service: &'static str, checks: Vec<Check>) -> Self {
+        let ready = checks.iter().all(|c| c.ok);
+        metrics::gauge!("herald_ready", "service" => service).set(if ready { 1.0 } else { 0.0 });
+        Self {
+            service,
+            ready,
+            checks,
+        }
+    }
+}
+
+/// Asks a broker for the metadata of `topic` (a cheap request), off the async runtime.
+/// Ok when a broker answered within `timeout` and knows the topic.
+pub async fn broker_reachable(
+    client: FutureProducer<ProducerStats>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = client
+            .client()
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|e| format!("no metadata from the broker within {timeout:?}: {e}"))?;
+        if metadata.brokers().is_empty() {
+            return Err("the cluster reported no brokers".to_owned());
+        }
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            Some(t) => Err(format!("topic {topic}: {:?}", t.error())),
+            None => Err(format!("topic {topic} unknown to the broker")),
+        }
+    })
+    .await
+    .map_err(|e| format!("probe task: {e}"))?
+}
+
+/// The broker check of a report.
+pub async fn broker_check(producer: &crate::Producer, topic: &str) -> Check {
+    let result = producer.probe(topic, PROBE_TIMEOUT).await;
+    Check::from_result("broker", result.map(|()| "reachable".to_owned()))
+}
+
+/// Whether every consumer group this process belongs to has its assignment: at least one
+/// group registered, every one joined. The detail lists partitions owned per group.
+pub fn groups_check() -> Check {
+    let groups = stats::memberships();
+    let detail = groups
+        .iter()
+        .map(|(group, m)| {
+            let state = if m.joined { "joined" } else { "joining" };
+            format!("{group}: {state}, {} partitions", m.owned.len())
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let ok = !groups.is_empty() && groups.values().all(|m| m.joined);
+    Check {
+        name: "consumer_groups",
+        ok,
+        detail: if groups.is_empty() {
+            "no consumer started yet".to_owned()
+        } else {
+            detail
+        },
+    }
+}
