@@ -5,4 +5,5 @@
 mod utils;
 
 mod delivery;
+mod observability;
 mod restart;

@@ -25,6 +25,8 @@ pub enum Command {
     Ingest,
     /// Run the dispatcher against a Kafka cluster.
     Dispatch,
+    /// Summary of the running services (readiness, throughput, DLQ, lag, failing endpoints).
+    Status(StatusArgs),
     /// Manage Herald's topics.
     Topics {
         #[command(subcommand)]
@@ -67,4 +69,21 @@ pub enum TopicsAction {
     Create,
     /// Print the topics Herald would create, with partitions and cleanup policy.
     Plan,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Base URL of ingest (default: http:// + `ingest.listen`).
+    #[arg(long)]
+    pub ingest: Option<String>,
+    /// Base URL of the dispatcher's metrics server (default: http:// + `metrics_listen`).
+    #[arg(long)]
+    pub dispatcher: Option<String>,
+    /// Time between the two scrapes that give the rates (e.g. `1s`, `500ms`).
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    herald_core::duration::parse(text).map_err(|e| e.to_string())
 }

@@ -7,6 +7,7 @@ mod config;
 mod dev;
 mod observability;
 mod services;
+mod status_cmd;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -40,6 +41,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Broker(args) => run_broker(config, args).await,
         Command::Ingest => run_ingest(config).await,
         Command::Dispatch => run_dispatch(config).await,
+        Command::Status(args) => status_cmd::run(config, args).await,
         Command::Topics { action } => topics(config, action).await,
     }
 }
@@ -82,7 +84,12 @@ async fn run_dispatch(config: HeraldConfig) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("metrics_listen: cannot bind {}", config.metrics_listen))?;
-    let app = observability::metrics_router(metrics);
+    let app =
+        observability::dispatcher_router(metrics, services::dispatcher_probe(&config, &shared));
+    println!(
+        "herald: dispatcher metrics, /healthz, /readyz on http://{}",
+        listener.local_addr()?
+    );
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

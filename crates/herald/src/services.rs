@@ -1,6 +1,7 @@
 //! Assembly of the services from one config: topics, producer, views, ingest, dispatcher.
 
 use crate::config::HeraldConfig;
+use crate::observability::DispatcherProbe;
 use anyhow::{anyhow, Context, Result};
 use herald_core::sealing::MasterKey;
 use herald_ingest::IngestState;
@@ -82,6 +83,16 @@ pub async fn start_ingest(
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
     let addr = listener.local_addr()?;
+    crate::observability::zero_ingest();
+    let probe = state.clone();
+    crate::observability::spawn_refresh(
+        shared.keys.clone(),
+        move || {
+            let state = probe.clone();
+            async move { herald_ingest::health::readiness(&state).await }
+        },
+        shutdown.clone(),
+    );
     tracing::info!(%addr, "Ingest and admin API listening.");
     println!("herald: ingest listening on http://{addr}");
     let extra = crate::observability::metrics_router(metrics);
@@ -96,6 +107,16 @@ pub async fn run_dispatcher(
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    crate::observability::zero_dispatcher();
+    let probe = dispatcher_probe(config, shared);
+    crate::observability::spawn_refresh(
+        shared.keys.clone(),
+        move || {
+            let probe = probe.clone();
+            async move { probe.readiness().await }
+        },
+        shutdown.clone(),
+    );
     let deps = herald_dispatcher::DispatcherDeps {
         kafka: config.kafka.clone(),
         producer: shared.producer.clone(),
@@ -109,6 +130,15 @@ pub async fn run_dispatcher(
     )
     .await?;
     Ok(())
+}
+
+/// What the dispatcher's `/readyz` and `herald_ready` look at.
+pub fn dispatcher_probe(config: &HeraldConfig, shared: &Shared) -> DispatcherProbe {
+    DispatcherProbe {
+        producer: shared.producer.clone(),
+        events_topic: config.kafka.topics().events(),
+        endpoints: shared.endpoints.clone(),
+    }
 }
 
 /// Flushes the producer and stops the views.
