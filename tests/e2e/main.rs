@@ -6,4 +6,5 @@ mod utils;
 
 mod delivery;
 mod observability;
+mod replay;
 mod restart;

@@ -531,3 +531,219 @@ pub fn promtool_check_metrics(text: &str) -> Option<Result<(), String>> {
         ))
     })
 }
+
+/// One request a [`SwitchReceiver`] got, with the status it answered.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub request: Received,
+    pub status: u16,
+}
+
+/// A loopback receiver that answers 500 while `failing` is set and 200 otherwise, and
+/// records every request with its answer.
+pub struct SwitchReceiver {
+    pub addr: SocketAddr,
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    pub got: Arc<Mutex<Vec<Answered>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SwitchReceiver {
+    pub fn start(failing: bool) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got: Arc<Mutex<Vec<Answered>>> = Arc::default();
+        let flag = Arc::new(AtomicBool::new(failing));
+        let (sink, switch) = (got.clone(), flag.clone());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move {
+            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let (sink, switch) = (sink.clone(), switch.clone());
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.as_str().to_owned(),
+                                v.to_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect();
+                    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                        .await
+                        .unwrap_or_default()
+                        .to_vec();
+                    let status = if switch.load(Ordering::SeqCst) {
+                        500
+                    } else {
+                        200
+                    };
+                    sink.lock().unwrap().push(Answered {
+                        request: Received {
+                            path,
+                            headers,
+                            body,
+                        },
+                        status,
+                    });
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            addr,
+            failing: flag,
+            got,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `webhook-id`s answered with `status` on `path`, in arrival order.
+    pub fn ids(&self, path: &str, status: u16) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.request.path == path && a.status == status)
+            .map(|a| a.request.headers["webhook-id"].clone())
+            .collect()
+    }
+
+    /// Requests answered 200 on `path`.
+    pub fn delivered(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.request.path == path && a.status == 200)
+            .map(|a| a.request.clone())
+            .collect()
+    }
+
+    /// Waits until `path` answered 200 at least `n` times, at most `timeout`.
+    pub fn wait_delivered(&self, path: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.ids(path, 200).len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {} of {n} successful deliveries within {timeout:?}",
+                self.ids(path, 200).len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `herald <args>` to completion (at most `timeout`); returns exit code, stdout lines
+/// and stderr text.
+pub fn run_cli(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    cwd: &Path,
+    timeout: Duration,
+) -> (Option<i32>, Vec<String>, String) {
+    let mut proc = Proc::spawn(name, args, env, cwd);
+    let code = proc.wait_exit(timeout);
+    // The reader thread may still be draining the pipe.
+    std::thread::sleep(Duration::from_millis(100));
+    let lines = proc.lines.lock().unwrap().clone();
+    let stderr = std::fs::read_to_string(cwd.join(format!("{name}.log"))).unwrap_or_default();
+    (code, lines, stderr)
+}
+
+/// High watermark of every partition of every topic whose name starts with `prefix`.
+pub fn topic_watermarks(
+    brokers: &str,
+    prefix: &str,
+) -> std::collections::BTreeMap<(String, i32), i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "herald-e2e-watermarks")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(None, timeout).expect("metadata");
+    let mut marks = std::collections::BTreeMap::new();
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(prefix))
+    {
+        for partition in topic.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic.name(), partition.id(), timeout)
+                .expect("watermarks");
+            marks.insert((topic.name().to_owned(), partition.id()), high);
+        }
+    }
+    marks
+}
+
+/// Every record value of `topic` (all partitions, up to the high watermarks now).
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "herald-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("metadata");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut remaining = HashMap::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), timeout)
+            .expect("watermarks");
+        if high > low {
+            assignment
+                .add_partition_offset(topic, partition.id(), rdkafka::Offset::Offset(low))
+                .unwrap();
+            remaining.insert(partition.id(), high);
+        }
+    }
+    let mut values = Vec::new();
+    if remaining.is_empty() {
+        return values;
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("message");
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|h| message.offset() < *h)
+        {
+            values.push(message.payload().unwrap_or_default().to_vec());
+            if message.offset() + 1 >= remaining[&message.partition()] {
+                remaining.remove(&message.partition());
+            }
+        }
+    }
+    values
+}

@@ -16,6 +16,7 @@
 //! - [`auth`]: bearer API keys and scopes.
 //! - [`body`]: content-type, size and JSON checks shared by every write route.
 //! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes.
+//! - [`replays`]: replay runs and dead-letter browsing (herald-replay).
 //! - [`service`]: router, bootstrap key, serving with graceful shutdown.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod replays;
 pub mod service;
 
 #[cfg(test)]

@@ -27,6 +27,16 @@ pub enum Command {
     Dispatch,
     /// Summary of the running services (readiness, throughput, DLQ, lag, failing endpoints).
     Status(StatusArgs),
+    /// Re-drive dead letters or a time range of events (dry run, resume, status).
+    Replay {
+        #[command(subcommand)]
+        action: crate::replay_cmd::ReplayAction,
+    },
+    /// Browse the dead-letter topic: what is parked and why.
+    Dlq {
+        #[command(subcommand)]
+        action: crate::dlq_cmd::DlqAction,
+    },
     /// Manage Herald's topics.
     Topics {
         #[command(subcommand)]

@@ -5,7 +5,9 @@ mod broker;
 mod cli;
 mod config;
 mod dev;
+mod dlq_cmd;
 mod observability;
+mod replay_cmd;
 mod services;
 mod status_cmd;
 
@@ -36,12 +38,15 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = HeraldConfig::load(cli.config.as_deref(), std::env::vars())?;
+    replay_cmd::configure_api(&config, &cli.command);
     match cli.command {
         Command::Dev(args) => dev::run(config, args, observability::init_metrics()?).await,
         Command::Broker(args) => run_broker(config, args).await,
         Command::Ingest => run_ingest(config).await,
         Command::Dispatch => run_dispatch(config).await,
         Command::Status(args) => status_cmd::run(config, args).await,
+        Command::Replay { action } => replay_cmd::run(config, action).await,
+        Command::Dlq { action } => dlq_cmd::run(config, action).await,
         Command::Topics { action } => topics(config, action).await,
     }
 }

@@ -1,0 +1,39 @@
+//! # herald-replay
+//!
+//! The last step of the data flow: what the dispatcher parked, or what an endpoint missed,
+//! goes back into delivery on an SRE's request.
+//!
+//! ```text
+//! deliveries.dlq.v1 ─┐                                   ┌▶ replays.v1 (run progress, markers)
+//!                    ├▶ plan/select ─▶ rate limit ─▶ re-drive ─▶ deliveries.retry.<shortest> ─▶ dispatcher
+//! events.v1 ─────────┘  (offsets by time)                └▶ audit.v1
+//! ```
+//!
+//! A re-driven delivery is a `DeliveryTask` with a fresh attempt budget, the same delivery id
+//! and event (so the same `webhook-id`), due at once, in the shortest retry tier, where the
+//! dispatcher's retry consumer delivers it. A run records itself (`run/<id>`) with a cursor
+//! per partition; each re-driven dead letter gets a marker (`dlq/<partition>/<offset>`), so no
+//! dead letter is ever re-driven twice, and an interrupted run resumes where it stopped.
+//!
+//! Modules:
+//! - [`filter`]: time bounds (`2h`, RFC 3339), DLQ and events filters, the replay spec.
+//! - [`rate`]: `--rate N/s` and the limiter.
+//! - [`scan`]: bounded reads of a topic (watermarks, offsets by time).
+//! - [`select`]: the per-record decision shared by dry run and run.
+//! - [`state`]: the replays topic: run records, markers, audit writes, the live view.
+//! - [`run`]: plan (dry run), create, execute/resume.
+//! - [`browse`]: listing, showing and counting dead letters.
+
+pub mod browse;
+pub mod error;
+pub mod filter;
+pub mod rate;
+pub mod run;
+pub mod scan;
+pub mod select;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use filter::{DlqFilter, EventsFilter, ReplaySpec, Selection, TimeRange};
+pub use run::{Plan, Replayer};
+pub use state::RunsView;
