@@ -8,6 +8,8 @@
 //! duplicates, missing deliveries and the memory and CPU of the Herald processes.
 //! Exits 1 when any delivery is missing (or a signature fails), 2 when it cannot run.
 
+#[path = "herald-load/args.rs"]
+mod args;
 #[path = "herald-load/load.rs"]
 mod load;
 #[path = "herald-load/procs.rs"]
@@ -16,135 +18,17 @@ mod procs;
 mod receiver;
 #[path = "herald-load/report.rs"]
 mod report;
+#[path = "herald-load/watchdog.rs"]
+mod watchdog;
 
 use anyhow::{bail, Context, Result};
+use args::Args;
 use clap::Parser;
-use procs::{Layout, Proc, Settings};
+use procs::{Proc, Settings};
 use report::{Delivery, Distribution, Ingest, Parameters, Process, Report};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// End-to-end load harness for Herald (loopback only, bounded in count and time).
-#[derive(Debug, Parser)]
-#[command(name = "herald-load")]
-struct Args {
-    /// Events to send (1 to 1,000,000).
-    #[arg(long, default_value_t = 20_000)]
-    events: usize,
-    /// Endpoints, each subscribed to every event (1 to 64): deliveries = events x endpoints.
-    #[arg(long, default_value_t = 4)]
-    endpoints: usize,
-    /// Concurrent HTTP clients (1 to 1,024).
-    #[arg(long, short = 'c', default_value_t = 16)]
-    concurrency: usize,
-    /// Target rate in events per second over all clients; 0 = as fast as possible.
-    #[arg(long, default_value_t = 0.0)]
-    rate: f64,
-    /// Send batches of this many events to /v1/events/batch; 0 = single /v1/events requests.
-    #[arg(long, default_value_t = 0)]
-    batch: usize,
-    /// Approximate payload size in bytes.
-    #[arg(long, default_value_t = 256)]
-    payload_bytes: usize,
-    /// Bound for sending, and again for waiting for the deliveries, in seconds.
-    #[arg(long, default_value_t = 300)]
-    timeout: u64,
-    /// `dev`: broker + `herald dev --kafka`; `split`: broker + `herald ingest` + `herald dispatch`.
-    #[arg(long, value_enum, default_value_t = Layout::Dev)]
-    layout: Layout,
-    /// Topic partitions for the spawned Herald.
-    #[arg(long, default_value_t = 3)]
-    partitions: u32,
-    /// Retry schedule for the spawned Herald (the end-to-end tests' schedule by default).
-    #[arg(long, default_value = "200ms,400ms,800ms")]
-    retry_schedule: String,
-    /// Per-attempt timeout for the spawned Herald.
-    #[arg(long, default_value = "5s")]
-    attempt_timeout: String,
-    /// `HERALD_LOG` for the spawned processes.
-    #[arg(
-        long,
-        default_value = "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,libsql=warn"
-    )]
-    herald_log: String,
-    /// The herald binary; default `$CARGO_TARGET_DIR/<profile>/herald`.
-    #[arg(long)]
-    herald_bin: Option<PathBuf>,
-    /// Which build to look for when `--herald-bin` is not given.
-    #[arg(long, value_parser = ["debug", "release"], default_value = "debug")]
-    profile: String,
-    /// Use a running Herald at this base URL instead of spawning one (loopback only).
-    #[arg(long, requires = "admin_key")]
-    target: Option<String>,
-    /// Admin API key for `--target` (scopes endpoints:write and events:write).
-    #[arg(long)]
-    admin_key: Option<String>,
-    /// Processes of the `--target` Herald to watch for memory and CPU.
-    #[arg(long)]
-    pid: Vec<u32>,
-    /// Where the spawned processes keep data and logs (default: a fresh temporary directory).
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Keep the work directory (it is always kept when the run fails).
-    #[arg(long)]
-    keep: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Args {
-    fn validate(&self) -> Result<()> {
-        let check = |ok: bool, what: &str| if ok { Ok(()) } else { bail!("{what}") };
-        check(
-            (1..=1_000_000).contains(&self.events),
-            "--events: 1 to 1,000,000",
-        )?;
-        check((1..=64).contains(&self.endpoints), "--endpoints: 1 to 64")?;
-        check(
-            self.events * self.endpoints <= 4_000_000,
-            "--events x --endpoints: at most 4,000,000 deliveries",
-        )?;
-        check(
-            (1..=1_024).contains(&self.concurrency),
-            "--concurrency: 1 to 1,024",
-        )?;
-        check(
-            self.rate >= 0.0 && self.rate.is_finite(),
-            "--rate: 0 or a positive number",
-        )?;
-        check(self.batch <= 1_000, "--batch: 0 to 1,000")?;
-        check(
-            self.payload_bytes <= 512 << 10,
-            "--payload-bytes: at most 512 KiB",
-        )?;
-        check(
-            (1..=3_600).contains(&self.timeout),
-            "--timeout: 1 to 3,600 s",
-        )?;
-        if let Some(target) = &self.target {
-            let url = reqwest::Url::parse(target).context("--target")?;
-            let host = url.host_str().unwrap_or_default();
-            check(
-                matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1"),
-                "--target: loopback only (127.0.0.1, localhost, [::1])",
-            )?;
-        }
-        Ok(())
-    }
-
-    fn herald_bin(&self) -> PathBuf {
-        if let Some(bin) = &self.herald_bin {
-            return bin.clone();
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target")));
-        target.join(&self.profile).join("herald")
-    }
-}
 
 /// The Herald under load.
 struct Herald {
@@ -215,10 +99,36 @@ fn sample_rss(pids: Vec<u32>, stop: Arc<tokio::sync::Notify>) -> tokio::task::Jo
     })
 }
 
-async fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+/// Prints progress to stderr every 5 s until aborted.
+fn report_progress(
+    sent: Arc<load::Sent>,
+    arrivals: Arc<receiver::Arrivals>,
+    endpoints: usize,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let began = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let accepted = sent.accepted_count();
+            eprintln!(
+                "herald-load: {:>4} s: {accepted} of {} events accepted, {} of {} deliveries received",
+                began.elapsed().as_secs(),
+                sent.accepted_at.len(),
+                arrivals.unique.load(Ordering::Relaxed),
+                accepted * endpoints,
+            );
+        }
+    })
+}
+
+async fn wait_until(
+    timeout: Duration,
+    dog: &watchdog::Watchdog,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while !done() {
-        if Instant::now() > deadline {
+        if Instant::now() > deadline || dog.tripped() {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -251,6 +161,38 @@ async fn run(args: Args) -> Result<Report> {
     )?;
 
     // Endpoints, then one warm-up event that must reach all of them.
+    let sent = Arc::new(load::Sent::new(start, args.events));
+    let dog = Arc::new(watchdog::Watchdog::default());
+    let watched = herald
+        .watched
+        .iter()
+        .map(|(name, pid)| watchdog::Watched {
+            name: name.clone(),
+            pid: *pid,
+            log: herald
+                .procs
+                .iter()
+                .find(|p| p.pid() == *pid)
+                .map(|p| p.log.clone()),
+        })
+        .collect();
+    let (s, a, endpoints) = (sent.clone(), arrivals.clone(), args.endpoints);
+    let (s2, a2) = (sent.clone(), arrivals.clone());
+    let watching = watchdog::spawn(
+        dog.clone(),
+        watched,
+        Duration::from_secs(args.stall_timeout),
+        move || {
+            (
+                s.accepted_count(),
+                a.unique.load(Ordering::Relaxed) + a.warmed_count(),
+            )
+        },
+        move || {
+            s2.sending_done_at.load(Ordering::Relaxed) > 0
+                && a2.unique.load(Ordering::Relaxed) >= s2.accepted_count() * endpoints
+        },
+    );
     let warmup_began = Instant::now();
     for k in 0..args.endpoints {
         let (_id, secret) = api
@@ -260,9 +202,10 @@ async fn run(args: Args) -> Result<Report> {
             .add_secret(herald_core::signing::Secret::parse(&secret).context("endpoint secret")?);
     }
     api.warmup().await?;
-    if !wait_until(Duration::from_secs(120), || arrivals.warmed_up()).await {
+    if !wait_until(Duration::from_secs(120), &dog, || arrivals.warmed_up()).await {
         bail!(
-            "the warm-up event did not reach every endpoint within 120 s; logs in {}",
+            "the warm-up event did not reach every endpoint within 120 s{}; logs in {}",
+            dog.reason().map(|r| format!(" ({r})")).unwrap_or_default(),
             dir.display()
         );
     }
@@ -283,16 +226,17 @@ async fn run(args: Args) -> Result<Report> {
         batch: args.batch,
         payload_bytes: args.payload_bytes,
         deadline: Duration::from_secs(args.timeout),
+        stop: dog.clone(),
         run_id: format!("load-{}-{}", std::process::id(), rand::random::<u32>()),
     };
-    let sent = Arc::new(load::Sent::new(start, args.events));
     let load_began = start.elapsed().as_nanos() as u64;
+    let progress = report_progress(sent.clone(), arrivals.clone(), args.endpoints);
     load::run(api, plan, sent.clone()).await;
     let accepted = (0..args.events)
         .filter(|s| sent.accepted(*s).is_some())
         .count();
     let expected = accepted * args.endpoints;
-    let all_arrived = wait_until(Duration::from_secs(args.timeout), || {
+    let all_arrived = wait_until(Duration::from_secs(args.timeout), &dog, || {
         arrivals.unique.load(Ordering::Relaxed) >= expected
     })
     .await;
@@ -304,6 +248,8 @@ async fn run(args: Args) -> Result<Report> {
         .map(|p| procs::usage(*p).unwrap_or_default())
         .collect();
     stop_sampling.notify_one();
+    progress.abort();
+    watching.abort();
     let sampled = sampler.await.unwrap_or_default();
     let mut exits = Vec::new();
     for proc in herald.procs.iter_mut().rev() {
@@ -323,6 +269,7 @@ async fn run(args: Args) -> Result<Report> {
             load_began,
             warmup_seconds,
             all_arrived,
+            stopped_early: dog.reason(),
             idle: &idle,
             end: &end,
             sampled: &sampled,
@@ -344,6 +291,7 @@ struct Measured<'a> {
     load_began: u64,
     warmup_seconds: f64,
     all_arrived: bool,
+    stopped_early: Option<String>,
     idle: &'a [procs::Usage],
     end: &'a [procs::Usage],
     sampled: &'a [u64],
@@ -361,6 +309,7 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         .max()
         .unwrap_or(m.load_began);
     let mut e2e = Vec::with_capacity(accepted.len() * endpoints);
+    let mut arrivals = Vec::with_capacity(accepted.len() * endpoints);
     let (mut early, mut mismatches, mut last_arrival) = (0, 0, m.load_began);
     for &seq in &accepted {
         let accepted_at = m.sent.accepted(seq).unwrap_or_default();
@@ -369,6 +318,7 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
                 continue;
             };
             last_arrival = last_arrival.max(arrived);
+            arrivals.push(arrived);
             if arrived < accepted_at {
                 early += 1;
             }
@@ -400,7 +350,9 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             Process {
                 name: name.clone(),
                 pid: *pid,
-                peak_rss_mib: mib(m.end[i].hwm_kib.max(m.sampled.get(i).copied().unwrap_or_default())),
+                peak_rss_mib: mib(m.end[i]
+                    .hwm_kib
+                    .max(m.sampled.get(i).copied().unwrap_or_default())),
                 max_sampled_rss_mib: mib(m.sampled.get(i).copied().unwrap_or_default()),
                 idle_rss_mib: mib(m.idle[i].rss_kib),
                 cpu_seconds: m.end[i].cpu_ticks.saturating_sub(m.idle[i].cpu_ticks) as f64 / ticks,
@@ -420,12 +372,15 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         problems.push(format!(
             "{} of {expected} deliveries missing{}",
             expected - received,
-            if m.all_arrived {
+            if m.all_arrived || m.stopped_early.is_some() {
                 ""
             } else {
                 " after the timeout"
             }
         ));
+    }
+    if let Some(reason) = &m.stopped_early {
+        problems.push(format!("stopped early: {reason}"));
     }
     if accepted.len() < events {
         problems.push(format!(
@@ -483,6 +438,11 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             failures: m.sent.failures.lock().expect("failures lock").clone(),
             seconds: ingest_seconds,
             accepted_per_s: accepted.len() as f64 / ingest_seconds.max(1e-9),
+            accepted_per_s_by_tenth: report::rate_by_tenth(
+                accepted.iter().filter_map(|s| m.sent.accepted(*s)),
+                m.load_began,
+                sending_done,
+            ),
             request_latency_ms: Distribution::of(
                 std::mem::take(&mut *m.sent.request_micros.lock().expect("latency lock")),
                 0.001,
@@ -498,6 +458,11 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             unrecognised: m.arrivals.unrecognised.load(Ordering::Relaxed),
             seconds: delivery_seconds,
             delivered_per_s: received as f64 / delivery_seconds.max(1e-9),
+            delivered_per_s_by_tenth: report::rate_by_tenth(
+                arrivals.into_iter(),
+                m.load_began,
+                last_arrival,
+            ),
             drain_seconds: secs(last_accept, last_arrival),
             end_to_end_ms: Distribution::of(e2e, 0.001),
             arrived_before_accept: early,

@@ -92,6 +92,8 @@ pub struct Plan {
     pub payload_bytes: usize,
     /// Stop starting requests after this long.
     pub deadline: Duration,
+    /// Tripped when Herald died, panicked or stalled: stop sending.
+    pub stop: Arc<crate::watchdog::Watchdog>,
     /// Makes this run's idempotency keys unique.
     pub run_id: String,
 }
@@ -133,6 +135,14 @@ impl Sent {
             0 => None,
             t => Some(t - 1),
         }
+    }
+
+    /// Events accepted so far.
+    pub fn accepted_count(&self) -> usize {
+        self.accepted_at
+            .iter()
+            .filter(|t| t.load(Ordering::Relaxed) > 0)
+            .count()
     }
 
     fn failure(&self, kind: String) {
@@ -269,7 +279,8 @@ pub async fn run(api: Api, plan: Plan, sent: Arc<Sent>) {
                     tokio::time::sleep_until((began + due).into()).await;
                 }
                 for attempt in 0..ATTEMPTS {
-                    if pending.is_empty() || began.elapsed() > plan.deadline {
+                    if pending.is_empty() || began.elapsed() > plan.deadline || plan.stop.tripped()
+                    {
                         break;
                     }
                     if attempt > 0 {
@@ -279,7 +290,7 @@ pub async fn run(api: Api, plan: Plan, sent: Arc<Sent>) {
                     pending = send_once(&api, &plan, &sent, &pending).await;
                 }
                 if !pending.is_empty() {
-                    let field = if began.elapsed() > plan.deadline {
+                    let field = if began.elapsed() > plan.deadline || plan.stop.tripped() {
                         &sent.not_sent
                     } else {
                         &sent.rejected

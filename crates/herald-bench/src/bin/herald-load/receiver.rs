@@ -67,6 +67,14 @@ impl Arrivals {
         self.warmup.iter().all(|w| w.load(Ordering::Relaxed))
     }
 
+    /// Endpoints that got the warm-up event.
+    pub fn warmed_count(&self) -> usize {
+        self.warmup
+            .iter()
+            .filter(|w| w.load(Ordering::Relaxed))
+            .count()
+    }
+
     /// When delivery `(seq, endpoint)` first arrived, in nanoseconds since `start`.
     pub fn arrival(&self, seq: usize, endpoint: usize) -> Option<u64> {
         match self.first_arrival[seq * self.endpoints + endpoint].load(Ordering::Acquire) {

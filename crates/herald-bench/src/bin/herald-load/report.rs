@@ -13,6 +13,21 @@ pub struct Distribution {
     pub mean: f64,
 }
 
+/// Rate per second in each tenth of `[from, to]` (nanoseconds) of the given event times.
+pub fn rate_by_tenth(times: impl Iterator<Item = u64>, from: u64, to: u64) -> Vec<f64> {
+    let span = to.saturating_sub(from).max(1);
+    let mut counts = [0usize; 10];
+    for t in times {
+        let tenth = (t.saturating_sub(from) as u128 * 10 / span as u128).min(9) as usize;
+        counts[tenth] += 1;
+    }
+    let seconds = span as f64 / 1e9 / 10.0;
+    counts
+        .iter()
+        .map(|c| (*c as f64 / seconds).round())
+        .collect()
+}
+
 impl Distribution {
     /// From raw values, scaled by `scale` (e.g. µs → ms = 0.001).
     pub fn of(mut values: Vec<u64>, scale: f64) -> Self {
@@ -72,6 +87,8 @@ pub struct Ingest {
     pub failures: std::collections::BTreeMap<String, usize>,
     pub seconds: f64,
     pub accepted_per_s: f64,
+    /// Accepted events per second in each tenth of the sending time.
+    pub accepted_per_s_by_tenth: Vec<f64>,
     /// Round trip of each accepted request (one event, or one batch).
     pub request_latency_ms: Distribution,
 }
@@ -88,6 +105,8 @@ pub struct Delivery {
     /// From the first request sent to the last first-arrival.
     pub seconds: f64,
     pub delivered_per_s: f64,
+    /// First arrivals per second in each tenth of the delivery time.
+    pub delivered_per_s_by_tenth: Vec<f64>,
     /// From the last event accepted to the last delivery arriving.
     pub drain_seconds: f64,
     /// Accepted (client got 202) → first arrival at the receiver.
@@ -165,6 +184,10 @@ impl Report {
         line(format!(
             "delivery       {} of {} received in {:.2} s = {:.0} deliveries/s; drain after last accept {:.2} s",
             d.received, d.expected, d.seconds, d.delivered_per_s, d.drain_seconds
+        ));
+        line(format!(
+            "  delivered/s by tenth of the run  {:?}",
+            d.delivered_per_s_by_tenth
         ));
         line(format!(
             "  missing {}, duplicates {}, bad signatures {}, webhook-id mismatches {}, unrecognised {}",
