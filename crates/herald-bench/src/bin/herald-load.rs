@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 /// The Herald under load.
 struct Herald {
     base: String,
+    /// Every `/metrics` of the Herald under load.
+    metrics: Vec<String>,
     admin_key: String,
     procs: Vec<Proc>,
     watched: Vec<(String, u32)>,
@@ -47,6 +49,7 @@ async fn herald(args: &Args, dir: &std::path::Path) -> Result<Herald> {
             .collect();
         return Ok(Herald {
             base: target.trim_end_matches('/').to_owned(),
+            metrics: vec![format!("{}/metrics", target.trim_end_matches('/'))],
             admin_key: key.clone(),
             procs: Vec::new(),
             watched,
@@ -74,6 +77,9 @@ async fn herald(args: &Args, dir: &std::path::Path) -> Result<Herald> {
         .map(|p| (p.name.clone(), p.pid()))
         .collect();
     Ok(Herald {
+        metrics: std::iter::once(format!("{}/metrics", spawned.base))
+            .chain(spawned.dispatcher_metrics)
+            .collect(),
         base: spawned.base,
         admin_key: spawned.admin_key,
         procs: spawned.procs,
@@ -97,6 +103,27 @@ fn sample_rss(pids: Vec<u32>, stop: Arc<tokio::sync::Notify>) -> tokio::task::Jo
             }
         }
     })
+}
+
+/// Herald's own counters and summaries (`herald_*`, no histogram buckets) from `/metrics`.
+async fn scrape_metrics(urls: &[String]) -> std::collections::BTreeMap<String, String> {
+    let mut found = std::collections::BTreeMap::new();
+    let client = reqwest::Client::new();
+    for url in urls {
+        let Ok(response) = client.get(url).timeout(Duration::from_secs(5)).send().await else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        for line in text.lines() {
+            if !line.starts_with("herald_") || line.contains("_bucket") {
+                continue;
+            }
+            if let Some((name, value)) = line.rsplit_once(' ') {
+                found.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+    found
 }
 
 /// Prints progress to stderr every 5 s until aborted.
@@ -243,6 +270,7 @@ async fn run(args: Args) -> Result<Report> {
     // A short grace period so duplicates that trail the last first-arrival are counted.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let herald_metrics = scrape_metrics(&herald.metrics).await;
     let end: Vec<procs::Usage> = pids
         .iter()
         .map(|p| procs::usage(*p).unwrap_or_default())
@@ -270,6 +298,7 @@ async fn run(args: Args) -> Result<Report> {
             warmup_seconds,
             all_arrived,
             stopped_early: dog.reason(),
+            herald_metrics,
             idle: &idle,
             end: &end,
             sampled: &sampled,
@@ -292,6 +321,7 @@ struct Measured<'a> {
     warmup_seconds: f64,
     all_arrived: bool,
     stopped_early: Option<String>,
+    herald_metrics: std::collections::BTreeMap<String, String>,
     idle: &'a [procs::Usage],
     end: &'a [procs::Usage],
     sampled: &'a [u64],
@@ -468,6 +498,7 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             arrived_before_accept: early,
         },
         processes,
+        herald_metrics: m.herald_metrics,
         ok: problems.is_empty(),
         problems,
     }

@@ -152,6 +152,8 @@ pub struct Spawned {
     pub procs: Vec<Proc>,
     pub base: String,
     pub admin_key: String,
+    /// `/metrics` of a separate dispatcher (split layout).
+    pub dispatcher_metrics: Option<String>,
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -213,6 +215,7 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let mut procs = vec![broker];
+    let mut dispatcher_metrics = None;
     let ingest = match settings.layout {
         Layout::Dev => {
             let dev_dir = dir.join("dev");
@@ -230,7 +233,9 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
         Layout::Split => {
             env.push(("HERALD_INGEST__LISTEN".to_owned(), "127.0.0.1:0".to_owned()));
             let ingest = Proc::spawn(bin, "ingest", &["ingest"], &env, dir)?;
-            env.push(("HERALD_METRICS_LISTEN".to_owned(), free_port()?.to_string()));
+            let metrics = free_port()?;
+            dispatcher_metrics = Some(format!("http://{metrics}/metrics"));
+            env.push(("HERALD_METRICS_LISTEN".to_owned(), metrics.to_string()));
             procs.push(Proc::spawn(bin, "dispatch", &["dispatch"], &env, dir)?);
             ingest
         }
@@ -245,6 +250,7 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
         procs,
         base,
         admin_key,
+        dispatcher_metrics,
     })
 }
 

@@ -138,6 +138,8 @@ pub struct Report {
     pub ingest: Ingest,
     pub delivery: Delivery,
     pub processes: Vec<Process>,
+    /// `herald_*` series scraped from the Herald's `/metrics` at the end of the run.
+    pub herald_metrics: std::collections::BTreeMap<String, String>,
     pub ok: bool,
     pub problems: Vec<String>,
 }
@@ -208,6 +210,12 @@ impl Report {
             ));
             for panic in &proc.panics {
                 line(format!("  PANIC {panic}"));
+            }
+        }
+        if !self.herald_metrics.is_empty() {
+            line("herald /metrics at the end of the run".into());
+            for (name, value) in &self.herald_metrics {
+                line(format!("  {name} {value}"));
             }
         }
         line(if self.ok {
