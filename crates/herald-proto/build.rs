@@ -2,8 +2,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["event.proto", "delivery.proto", "state.proto", "replay.proto"]
-        .map(|name| root.join("herald/v1").join(name));
+    let files = [
+        "event.proto",
+        "delivery.proto",
+        "state.proto",
+        "replay.proto",
+    ]
+    .map(|name| root.join("herald/v1").join(name));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

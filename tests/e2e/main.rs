@@ -4,7 +4,12 @@
 
 mod utils;
 
+mod bad_input;
+mod chaos;
+mod chaos_receiver;
+mod crash;
 mod delivery;
 mod observability;
 mod replay;
 mod restart;
+mod stack;

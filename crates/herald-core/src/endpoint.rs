@@ -34,6 +34,8 @@ pub struct Endpoint {
     pub signing_keys: Vec<SigningKey>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+    /// When the current run of failed deliveries started (None while healthy).
+    pub failing_since: Option<UnixMillis>,
 }
 
 impl Endpoint {
@@ -98,6 +100,7 @@ mod tests {
 
     fn endpoint(filters: &[&str], tenant: &str) -> Endpoint {
         Endpoint {
+            failing_since: None,
             id: EndpointId::parse("ep_1").unwrap(),
             url: "https://example.com/hook".into(),
             description: String::new(),

@@ -27,6 +27,7 @@ pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod outcome;
 pub mod retry;

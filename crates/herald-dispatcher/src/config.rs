@@ -38,6 +38,15 @@ pub struct DispatcherConfig {
     /// Destinations allowed despite being private/loopback/link-local (CIDR list, e.g.
     /// `127.0.0.0/8`). Empty: only public addresses.
     pub allowed_networks: Vec<String>,
+    /// How far back the attempts log is read at start to skip deliveries that already
+    /// succeeded before a crash.
+    #[serde(with = "serde_human")]
+    pub dedupe_window: Duration,
+    /// An endpoint failing continuously this long is disabled (0s: never).
+    #[serde(with = "serde_human")]
+    pub disable_after: Duration,
+    /// Endpoints that get their own per-endpoint metric series; the rest share `other`.
+    pub endpoint_metrics_limit: usize,
     /// `user-agent` header of every delivery.
     pub user_agent: String,
     /// Also send `svix-id`, `svix-timestamp`, `svix-signature` headers.
@@ -60,6 +69,9 @@ impl DispatcherConfig {
             retry_jitter: policy.jitter(),
             throttle_floor: policy.throttle_floor(),
             allowed_networks: Vec::new(),
+            dedupe_window: Duration::from_secs(3_600),
+            disable_after: Duration::from_secs(5 * 86_400),
+            endpoint_metrics_limit: 100,
             user_agent: format!("Herald-Webhooks/{}", env!("CARGO_PKG_VERSION")),
             svix_headers: false,
         }

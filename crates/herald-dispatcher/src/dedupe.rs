@@ -37,6 +37,11 @@ impl Claims {
         true
     }
 
+    /// Whether `id` is remembered.
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
     /// Ids remembered.
     pub fn len(&self) -> usize {
         self.order.len()

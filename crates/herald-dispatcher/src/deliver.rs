@@ -2,8 +2,11 @@
 //! endpoint, respect its concurrency limit, attempt, classify, log the attempt, route the
 //! outcome. Returns only once everything it decided is durable.
 
+use crate::delivered::Delivered;
+use crate::health::HealthBook;
 use crate::route::{Abandoned, OutcomeWriter};
 use crate::sink::{AttemptOutput, Sender};
+use herald_core::health::Transition;
 use herald_core::ids::{DeliveryId, EndpointId};
 use herald_core::outcome::{classify, DeadReason, Outcome};
 use herald_core::retry::RetryPolicy;
@@ -18,13 +21,24 @@ const MAX_SUMMARIES: usize = 32;
 /// First attempts remembered to drop duplicate events (idempotent re-sends, redelivery).
 const DEDUPE_CAPACITY: usize = 200_000;
 
+/// How hard one endpoint may be driven.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointLimits {
+    /// Attempts to one endpoint at once.
+    pub concurrency: usize,
+    /// How long a delivery waits for a busy, healthy endpoint before it is deferred.
+    pub permit_wait: std::time::Duration,
+}
+
 /// Everything a delivery step needs.
 pub struct Deliverer {
     pub writer: OutcomeWriter,
     pub endpoints: EndpointsView,
     pub sender: Sender,
     pub policy: RetryPolicy,
-    pub per_endpoint: usize,
+    pub per_endpoint: EndpointLimits,
+    pub delivered: Delivered,
+    pub health: HealthBook,
     limits: Mutex<HashMap<EndpointId, Arc<Semaphore>>>,
     claimed: Mutex<crate::dedupe::Claims>,
 }
@@ -36,7 +50,9 @@ impl Deliverer {
         endpoints: EndpointsView,
         sender: Sender,
         policy: RetryPolicy,
-        per_endpoint: usize,
+        per_endpoint: EndpointLimits,
+        delivered: Delivered,
+        health: HealthBook,
     ) -> Self {
         Self {
             writer,
@@ -44,6 +60,8 @@ impl Deliverer {
             sender,
             policy,
             per_endpoint,
+            delivered,
+            health,
             limits: Mutex::new(HashMap::new()),
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
         }
@@ -65,15 +83,28 @@ impl Deliverer {
         }
     }
 
-    fn permit(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
+    /// A slot of the endpoint's concurrency limit. A healthy endpoint that is merely busy is
+    /// waited for (bounded by `permit_wait`: it drains quickly, and waiting keeps order and
+    /// spares the broker a round trip through a tier); a failing one is not (its deliveries
+    /// go to the shortest tier instead of occupying slots healthy endpoints need).
+    async fn permit(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
         let semaphore = self
             .limits
             .lock()
             .expect("limits lock")
             .entry(endpoint.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint)))
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint.concurrency)))
             .clone();
-        semaphore.try_acquire_owned().ok()
+        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if !self.health.is_healthy(endpoint) {
+            return None;
+        }
+        tokio::time::timeout(self.per_endpoint.permit_wait, semaphore.acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// Claims the delivery of a task fresh from the events topic. False when this process
@@ -86,7 +117,8 @@ impl Deliverer {
             .expect("claims lock")
             .claim(&task.delivery_id);
         if !fresh {
-            metrics::counter!("herald_deliveries_deduplicated_total").increment(1);
+            metrics::counter!("herald_deliveries_deduplicated_total", "source" => "in_process")
+                .increment(1);
             tracing::debug!(delivery_id = %task.delivery_id, "Duplicate event delivery dropped.");
         }
         fresh
@@ -94,18 +126,31 @@ impl Deliverer {
 
     /// Runs the next attempt of `task` and makes its outcome durable.
     pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
+        if task.replay_id.is_empty() && self.delivered.contains(&task.delivery_id) {
+            // The attempts log shows this delivery succeeded (re-read after a crash).
+            metrics::counter!("herald_deliveries_deduplicated_total", "source" => "attempts_log")
+                .increment(1);
+            tracing::debug!(delivery_id = %task.delivery_id, "Already delivered; skipped.");
+            return Ok(());
+        }
         let Ok(endpoint_id) = EndpointId::parse(&task.endpoint_id) else {
-            return self.writer.dead(task, DeadReason::EndpointDeleted).await;
+            return self
+                .dead_unattempted(task, DeadReason::EndpointDeleted)
+                .await;
         };
         let Some(entry) = self.endpoints.get(&endpoint_id) else {
-            return self.writer.dead(task, DeadReason::EndpointDeleted).await;
+            return self
+                .dead_unattempted(task, DeadReason::EndpointDeleted)
+                .await;
         };
         if !entry.endpoint.enabled {
-            return self.writer.dead(task, DeadReason::EndpointDisabled).await;
+            return self
+                .dead_unattempted(task, DeadReason::EndpointDisabled)
+                .await;
         }
-        let Some(_permit) = self.permit(&endpoint_id) else {
-            // The endpoint is at its concurrency limit: wait in the shortest tier instead of
-            // holding a slot that healthy endpoints need. No attempt is spent.
+        let Some(permit) = self.permit(&endpoint_id).await else {
+            // The endpoint is at its concurrency limit and failing (or busy for too long): wait
+            // in the shortest tier instead of holding a slot. No attempt is spent.
             let tier = self.policy.tiers()[0];
             task.due_at_ms = herald_kafka::now_ms() + tier.as_millis() as i64;
             metrics::counter!("herald_deliveries_deferred_total").increment(1);
@@ -118,6 +163,8 @@ impl Deliverer {
             .deliver(&entry.endpoint, &event.id, &event.payload)
             .await;
         metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
+        // The endpoint's slot covers the HTTP attempt only, not the bookkeeping after it.
+        drop(permit);
         let attempt = task.next_attempt.max(1);
         let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
         let summary = summarize(&output, attempt);
@@ -134,6 +181,16 @@ impl Deliverer {
                 output.excerpt,
             ))
             .await?;
+        let transition = self.health.record(
+            &endpoint_id,
+            entry.endpoint.failing_since,
+            output.result.is_success(),
+            output.result.class(),
+            &output.error,
+            herald_kafka::now_ms(),
+        );
+        self.on_transition(&endpoint_id, transition, &output.error)
+            .await?;
         if task.first_failure.is_none() && !output.result.is_success() {
             task.first_failure = Some(summary.clone());
         }
@@ -144,18 +201,18 @@ impl Deliverer {
         if task.attempts.len() > MAX_SUMMARIES {
             task.attempts.remove(0);
         }
-        self.route(task, outcome, &entry, &event).await
+        self.route(task, outcome, &event).await
     }
 
     async fn route(
         &self,
         mut task: v1::DeliveryTask,
         outcome: Outcome,
-        entry: &herald_kafka::endpoints::Entry,
         event: &v1::EventEnvelope,
     ) -> Result<(), Abandoned> {
         match outcome {
             Outcome::Delivered => {
+                self.delivered.insert(&task.delivery_id);
                 metrics::counter!("herald_deliveries_total", "outcome" => "delivered").increment(1);
                 let e2e = (herald_kafka::now_ms() - event.accepted_at_ms).max(0) as f64 / 1_000.0;
                 metrics::histogram!("herald_delivery_e2e_seconds").record(e2e);
@@ -175,18 +232,84 @@ impl Deliverer {
             } => {
                 metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
                 if disable_endpoint {
-                    self.disable(entry, "gone").await?;
+                    if let Ok(id) = EndpointId::parse(&task.endpoint_id) {
+                        self.disable(&id, "gone", "the endpoint answered 410 Gone")
+                            .await?;
+                    }
                 }
                 self.writer.dead(task, reason).await
             }
         }
     }
 
-    async fn disable(
+    /// Parks a delivery that cannot be attempted (its endpoint is gone or disabled); it counts
+    /// as a dead delivery like any other, so the delivery counters add up.
+    async fn dead_unattempted(
         &self,
-        entry: &herald_kafka::endpoints::Entry,
-        reason: &str,
+        task: v1::DeliveryTask,
+        reason: DeadReason,
     ) -> Result<(), Abandoned> {
+        metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
+        tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason = reason.as_str(), "Delivery parked without an attempt.");
+        self.writer.dead(task, reason).await
+    }
+
+    /// Makes a health transition durable (endpoint state), audited and logged.
+    async fn on_transition(
+        &self,
+        id: &EndpointId,
+        transition: Transition,
+        error: &str,
+    ) -> Result<(), Abandoned> {
+        match transition {
+            Transition::None => Ok(()),
+            Transition::Disable => {
+                self.disable(
+                    id,
+                    "failing",
+                    "failing continuously for longer than dispatcher.disable_after",
+                )
+                .await
+            }
+            Transition::StartedFailing | Transition::Recovered => {
+                let failing = transition == Transition::StartedFailing;
+                let Some(entry) = self.endpoints.get(id) else {
+                    return Ok(());
+                };
+                let mut endpoint = (*entry.endpoint).clone();
+                let now = herald_kafka::now_ms();
+                endpoint.failing_since = failing.then(|| endpoint.failing_since.unwrap_or(now));
+                if endpoint.failing_since == entry.endpoint.failing_since {
+                    return Ok(()); // already recorded (another dispatcher, or before a restart)
+                }
+                endpoint.updated_at = now;
+                let state = self
+                    .writer
+                    .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
+                    .await?;
+                self.endpoints.apply_local(id, Some(&state));
+                let action = if failing {
+                    "endpoint.failing"
+                } else {
+                    "endpoint.recovered"
+                };
+                if failing {
+                    tracing::warn!(endpoint_id = %id, %error, "Endpoint started failing.");
+                } else {
+                    tracing::info!(endpoint_id = %id, "Endpoint recovered.");
+                }
+                self.writer
+                    .audit(action, id.as_str(), serde_json::json!({"error": error}))
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn disable(&self, id: &EndpointId, reason: &str, why: &str) -> Result<(), Abandoned> {
+        let Some(entry) = self.endpoints.get(id) else {
+            return Ok(());
+        };
         let mut endpoint = (*entry.endpoint).clone();
         if !endpoint.enabled {
             return Ok(());
@@ -200,6 +323,15 @@ impl Deliverer {
             .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
             .await?;
         self.endpoints.apply_local(&endpoint.id, Some(&state));
+        metrics::counter!("herald_endpoint_disabled_total", "reason" => reason.to_owned())
+            .increment(1);
+        self.writer
+            .audit(
+                "endpoint.disabled",
+                id.as_str(),
+                serde_json::json!({"reason": reason, "why": why}),
+            )
+            .await;
         Ok(())
     }
 }

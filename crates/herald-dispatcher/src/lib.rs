@@ -13,8 +13,10 @@
 //! - [`config`]: `DispatcherConfig`, validated at start.
 //! - [`consumer`]: the events consumer and fan-out.
 //! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
+//! - [`health`]: per-endpoint health, transitions made durable and audited.
 //! - [`hold`]: tasks held in memory while their partition is paused.
 //! - [`dedupe`]: bounded memory of started deliveries (duplicate events deliver once).
+//! - [`delivered`]: deliveries the attempts log shows succeeded (no re-send after a crash).
 //! - [`deliver`]: one delivery step shared by both consumers.
 //! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
@@ -25,7 +27,9 @@ pub mod config;
 pub mod consumer;
 pub mod dedupe;
 pub mod deliver;
+pub mod delivered;
 pub mod error;
+pub mod health;
 pub mod hold;
 pub mod retry;
 pub mod route;

@@ -92,6 +92,29 @@ impl OutcomeWriter {
             .await
     }
 
+    /// Appends an operational record to the audit trail (actor `system:dispatcher`). Best
+    /// effort: the change it records is already durable.
+    pub async fn audit(&self, action: &str, target: &str, detail: serde_json::Value) {
+        let record = v1::AuditRecord {
+            actor: "system:dispatcher".to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            at_ms: herald_kafka::now_ms(),
+            detail_json: detail.to_string(),
+        };
+        if let Err(err) = self
+            .producer
+            .send(
+                &self.topics.audit(),
+                record.actor.as_bytes(),
+                &record.encode_to_vec(),
+            )
+            .await
+        {
+            tracing::error!(%action, %target, error = %err, "Audit record not written.");
+        }
+    }
+
     /// Writes a new state of an endpoint (disabling it, for instance).
     pub async fn endpoint_state(
         &self,

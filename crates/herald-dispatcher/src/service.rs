@@ -1,7 +1,9 @@
 //! The dispatcher service: both consumers, the sender and a graceful drain.
 
 use crate::config::DispatcherConfig;
-use crate::deliver::Deliverer;
+use crate::deliver::{Deliverer, EndpointLimits};
+use crate::delivered::Delivered;
+use crate::health::HealthBook;
 use crate::route::OutcomeWriter;
 use crate::sink::{Sender, SenderSettings};
 use crate::ssrf::Network;
@@ -14,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// Delivered ids remembered from the attempts log (about 80 bytes each).
+const DELIVERED_CAPACITY: usize = 500_000;
 
 /// What the dispatcher shares with other services in the same process.
 pub struct DispatcherDeps {
@@ -56,12 +61,29 @@ pub async fn run(
         topics: deps.kafka.topics(),
         abort: abort.clone(),
     };
+    let tail = TaskTracker::new();
+    let tail_stop = CancellationToken::new();
+    let delivered = Delivered::spawn(
+        &deps.kafka,
+        config.dedupe_window,
+        DELIVERED_CAPACITY,
+        &tail,
+        tail_stop.clone(),
+    );
     let deliverer = Arc::new(Deliverer::new(
         writer,
         deps.endpoints.clone(),
         sender,
         policy,
-        config.per_endpoint_concurrency,
+        EndpointLimits {
+            concurrency: config.per_endpoint_concurrency,
+            permit_wait: config.attempt_timeout,
+        },
+        delivered.clone(),
+        HealthBook::new(
+            config.disable_after.as_millis() as i64,
+            config.endpoint_metrics_limit,
+        ),
     ));
     deps.endpoints
         .view()
@@ -72,6 +94,9 @@ pub async fn run(
         group: config.group.clone(),
         instance: config.group_instance(),
     };
+    if !delivered.wait_ready(Duration::from_secs(60)).await {
+        tracing::warn!("Attempts log not read within 60s; starting without it (more duplicates after a crash).");
+    }
     let tasks = TaskTracker::new();
     tracing::info!(group = %config.group, "Dispatcher consuming.");
     let (events, retries) = tokio::join!(
@@ -118,6 +143,9 @@ pub async fn run(
             tracing::debug!(error = %err, "Final commit had nothing to commit or failed.");
         }
     }
+    tail_stop.cancel();
+    tail.close();
+    tail.wait().await;
     tracing::info!("Dispatcher stopped.");
     Ok(())
 }

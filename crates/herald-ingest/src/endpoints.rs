@@ -55,6 +55,7 @@ pub fn to_json(endpoint: &Endpoint, now: i64) -> Value {
         "tenant": endpoint.tenant,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
+        "failing_since_ms": endpoint.failing_since,
         "secrets_active": endpoint.active_secrets(now).len(),
         "created_at_ms": endpoint.created_at,
         "updated_at_ms": endpoint.updated_at,
@@ -112,6 +113,7 @@ pub async fn create(
         },
         enabled: true,
         disabled_reason: String::new(),
+        failing_since: None,
         signing_keys: vec![SigningKey {
             secret: secret.clone(),
             expires_at: None,
@@ -183,6 +185,10 @@ pub async fn update(
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
     endpoint.description = input.description.unwrap_or(endpoint.description);
     if let Some(enabled) = input.enabled {
+        if enabled && !endpoint.enabled {
+            // Re-enabled by an operator: the failure period starts over.
+            endpoint.failing_since = None;
+        }
         endpoint.enabled = enabled;
         endpoint.disabled_reason = if enabled {
             String::new()

@@ -48,7 +48,10 @@ impl From<herald_kafka::Error> for ApiError {
             other => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
-                format!("not accepted, retry later: {other}"),
+                format!(
+                    "not acknowledged by the broker, retry later with the same Idempotency-Key \
+                     (same key, same event id: a retry never duplicates): {other}"
+                ),
             ),
         }
     }

@@ -3,6 +3,13 @@
 //! `send` returns only once the broker acknowledged the record (or the produce timeout ran
 //! out). When librdkafka's local queue is full, `send` waits for room within the same timeout
 //! instead of failing at once; after that, the caller gets [`Error::Unavailable`].
+//!
+//! Records never time out inside librdkafka (`message.timeout.ms=0`): the produce timeout is
+//! applied to the wait for the acknowledgement only, and a record not acknowledged in time
+//! stays queued and may still be written (the caller is told so). Letting librdkafka expire
+//! in-flight records would make the idempotent producer bump its epoch locally, which the
+//! embedded tansu broker does not support (its storage task panics on the unknown epoch and
+//! the broker stops serving); with a real Kafka cluster it only saves needless re-sends.
 
 use crate::stats::{self, ProducerStats};
 use crate::{Error, KafkaConfig, Result};
@@ -36,7 +43,6 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Creates the producer. Does not need the broker to be up.
     pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self> {
-        let timeout_ms = config.produce_timeout.as_millis().to_string();
         let mut client = config.client_config(client_id);
         stats::enable_statistics(&mut client);
         let inner: FutureProducer<ProducerStats> = client
@@ -44,7 +50,7 @@ impl Producer {
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", &timeout_ms)
+            .set("message.timeout.ms", "0")
             .set("queue.buffering.max.messages", "100000")
             .create_with_context(ProducerStats)
             .map_err(Error::from_kafka)?;
@@ -90,7 +96,21 @@ impl Producer {
         if let Some(ts) = timestamp {
             record = record.timestamp(ts);
         }
-        let result = self.inner.send(record, Timeout::After(self.timeout)).await;
+        let sent = tokio::time::timeout(
+            self.timeout,
+            self.inner.send(record, Timeout::After(self.timeout)),
+        )
+        .await;
+        let Ok(result) = sent else {
+            metrics::histogram!("herald_kafka_produce_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::counter!("herald_kafka_produce_errors_total", "kind" => "unavailable")
+                .increment(1);
+            return Err(Error::Unavailable(format!(
+                "not acknowledged within {:?} (broker slow or unreachable); the record may still be written",
+                self.timeout
+            )));
+        };
         metrics::histogram!("herald_kafka_produce_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(delivery) => Ok(Acked {

@@ -67,6 +67,7 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
         created_at_ms: endpoint.created_at,
         updated_at_ms: endpoint.updated_at,
         version,
+        failing_since_ms: endpoint.failing_since.unwrap_or(0),
     }
 }
 
@@ -89,6 +90,7 @@ pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Endpoint {
+        failing_since: (state.failing_since_ms != 0).then_some(state.failing_since_ms),
         id,
         url: state.url.clone(),
         description: state.description.clone(),
@@ -140,6 +142,7 @@ mod tests {
         let key = MasterKey::from_bytes([7; 32]);
         let secret = Secret::generate();
         let endpoint = Endpoint {
+            failing_since: Some(7),
             id: EndpointId::generate(1),
             url: "https://example.com".into(),
             description: "d".into(),

@@ -1,0 +1,207 @@
+//! Endpoint health: rolling counts, consecutive failures, and the transitions an operator
+//! hears about (starts failing, recovers, disabled after failing continuously too long).
+//! Pure bookkeeping; the dispatcher feeds it attempt results and acts on the transitions.
+
+use crate::UnixMillis;
+
+/// Width of one bucket of the rolling window.
+const BUCKET_MS: i64 = 60_000;
+/// Buckets kept: the rolling window is one hour.
+const BUCKETS: usize = 60;
+
+/// What changed with the latest attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing an operator needs to hear about.
+    None,
+    /// The first failure after a success (or ever): the endpoint is now failing.
+    StartedFailing,
+    /// A success after failures: the endpoint recovered.
+    Recovered,
+    /// Failing continuously for longer than allowed: disable it.
+    Disable,
+}
+
+/// Rolling health of one endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// When the current run of failures started (None while healthy).
+    pub failing_since: Option<UnixMillis>,
+    pub last_success: Option<UnixMillis>,
+    pub last_failure: Option<UnixMillis>,
+    /// The latest failure's error, bounded by the caller.
+    pub last_error: String,
+    /// (bucket start, successes, failures), oldest first, within the last hour.
+    window: Vec<(i64, u32, u32)>,
+}
+
+impl Health {
+    /// Health that resumes a run of failures known to have started at `since` (from the
+    /// endpoint's persisted state after a restart).
+    pub fn resumed(failing_since: Option<UnixMillis>) -> Self {
+        Self {
+            failing_since,
+            ..Self::default()
+        }
+    }
+
+    /// Records one attempt's result at `now`; `disable_after` is how long an endpoint may
+    /// fail continuously (zero: never disable).
+    pub fn record(
+        &mut self,
+        success: bool,
+        now: UnixMillis,
+        error: &str,
+        disable_after_ms: i64,
+    ) -> Transition {
+        self.count(success, now);
+        if success {
+            let was_failing = self.failing_since.is_some();
+            self.consecutive_failures = 0;
+            self.failing_since = None;
+            self.last_success = Some(now);
+            return if was_failing {
+                Transition::Recovered
+            } else {
+                Transition::None
+            };
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.last_failure = Some(now);
+        self.last_error = error.to_owned();
+        match self.failing_since {
+            None => {
+                self.failing_since = Some(now);
+                Transition::StartedFailing
+            }
+            Some(since) if disable_after_ms > 0 && now - since >= disable_after_ms => {
+                Transition::Disable
+            }
+            Some(_) => Transition::None,
+        }
+    }
+
+    /// (successes, failures) within the last hour before `now`.
+    pub fn rolling(&self, now: UnixMillis) -> (u32, u32) {
+        let oldest = bucket(now) - BUCKET_MS * (BUCKETS as i64 - 1);
+        self.window
+            .iter()
+            .filter(|(start, _, _)| *start >= oldest)
+            .fold((0, 0), |(s, f), (_, bs, bf)| (s + bs, f + bf))
+    }
+
+    /// Whether the endpoint is currently healthy (no run of failures).
+    pub fn is_healthy(&self) -> bool {
+        self.failing_since.is_none()
+    }
+
+    fn count(&mut self, success: bool, now: UnixMillis) {
+        let start = bucket(now);
+        match self.window.last_mut() {
+            Some((last, s, f)) if *last == start => {
+                if success {
+                    *s += 1;
+                } else {
+                    *f += 1;
+                }
+            }
+            _ => self
+                .window
+                .push((start, u32::from(success), u32::from(!success))),
+        }
+        let oldest = start - BUCKET_MS * (BUCKETS as i64 - 1);
+        self.window.retain(|(b, _, _)| *b >= oldest);
+    }
+}
+
+fn bucket(now: UnixMillis) -> i64 {
+    now - now.rem_euclid(BUCKET_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn failing_then_recovering_reports_each_transition_once() {
+        let mut h = Health::default();
+        assert_eq!(h.record(true, 0, "", 5 * DAY), Transition::None);
+        assert_eq!(
+            h.record(false, 10, "500", 5 * DAY),
+            Transition::StartedFailing
+        );
+        assert_eq!(h.record(false, 20, "timeout", 5 * DAY), Transition::None);
+        assert_eq!(h.consecutive_failures, 2);
+        assert_eq!(h.failing_since, Some(10));
+        assert_eq!(h.last_error, "timeout");
+        assert_eq!(h.record(true, 30, "", 5 * DAY), Transition::Recovered);
+        assert!(h.is_healthy());
+        assert_eq!(h.consecutive_failures, 0);
+        assert_eq!(h.last_success, Some(30));
+    }
+
+    #[test]
+    fn continuous_failure_past_the_period_disables() {
+        let mut h = Health::default();
+        h.record(false, 0, "500", 5 * DAY);
+        assert_eq!(
+            h.record(false, 5 * DAY - 1, "500", 5 * DAY),
+            Transition::None
+        );
+        assert_eq!(
+            h.record(false, 5 * DAY, "500", 5 * DAY),
+            Transition::Disable
+        );
+        let mut never = Health::default();
+        never.record(false, 0, "500", 0);
+        assert_eq!(never.record(false, 100 * DAY, "500", 0), Transition::None);
+    }
+
+    #[test]
+    fn a_resumed_run_keeps_its_start_across_restarts() {
+        let mut h = Health::resumed(Some(0));
+        assert_eq!(
+            h.record(false, 5 * DAY, "500", 5 * DAY),
+            Transition::Disable
+        );
+    }
+
+    #[test]
+    fn rolling_counts_forget_after_an_hour() {
+        let mut h = Health::default();
+        h.record(true, 0, "", 0);
+        h.record(false, 1, "x", 0);
+        assert_eq!(h.rolling(1), (1, 1));
+        h.record(true, 30 * 60_000, "", 0);
+        assert_eq!(h.rolling(30 * 60_000), (2, 1));
+        assert_eq!(h.rolling(61 * 60_000), (1, 0));
+    }
+
+    proptest! {
+        #[test]
+        fn counts_add_up_and_transitions_alternate(results in proptest::collection::vec(any::<bool>(), 1..200)) {
+            let mut h = Health::default();
+            let mut failing = false;
+            for (i, ok) in results.iter().enumerate() {
+                let t = h.record(*ok, i as i64 * 1_000, "e", 0);
+                match t {
+                    Transition::StartedFailing => { prop_assert!(!failing); failing = true; }
+                    Transition::Recovered => { prop_assert!(failing); failing = false; }
+                    Transition::None => {}
+                    Transition::Disable => prop_assert!(false, "never disables with 0"),
+                }
+                prop_assert_eq!(failing, !h.is_healthy());
+            }
+            let (s, f) = h.rolling(results.len() as i64 * 1_000);
+            prop_assert_eq!(s as usize, results.iter().filter(|r| **r).count());
+            prop_assert_eq!(f as usize, results.iter().filter(|r| !**r).count());
+            let trailing = results.iter().rev().take_while(|r| !**r).count();
+            prop_assert_eq!(h.consecutive_failures as usize, trailing);
+        }
+    }
+}
