@@ -82,7 +82,7 @@ fn deliver_through_restarts(name: &str, signal: &str) -> (usize, usize) {
 }
 
 #[test]
-#[ignore = "tansu 0.6 group coordinator: after a SIGKILL one consumer group of the restarted dispatcher can stay unassigned; see issue #3 notes"]
+#[ignore = "flaky on tansu 0.6: after a SIGKILL its group coordinator can leave the restarted dispatcher unassigned or time out its session under load; run with --ignored; see issue #3 notes"]
 fn sigkill_of_the_dispatcher_loses_nothing() {
     let (_, duplicates) = deliver_through_restarts("sigkill", "KILL");
     // Only what was in flight at each kill may repeat: bounded by max_in_flight per kill.

@@ -9,6 +9,10 @@ use rdkafka::Message;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Stacks are heavy (a broker and two services, thousands of events): one at a time, so
+/// tests running in parallel do not starve each other's broker into session timeouts.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Stack {
     pub dir: TempDir,
     pub broker: Option<Proc>,
@@ -18,11 +22,16 @@ pub struct Stack {
     pub dispatcher: Option<Proc>,
     env: Vec<(&'static str, String)>,
     dispatcher_runs: usize,
+    /// Declared last: released after the processes above were stopped.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Stack {
     /// Broker, ingest and one dispatcher; `env` overrides the test defaults.
     pub fn start(name: &str, overrides: &[(&'static str, &str)]) -> Self {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = TempDir::new(name);
         let broker_addr = free_port();
         let broker = Some(start_broker_at(dir.path(), broker_addr));
@@ -52,6 +61,7 @@ impl Stack {
             dispatcher: None,
             env,
             dispatcher_runs: 0,
+            _turn: turn,
         };
         stack.start_dispatcher();
         stack

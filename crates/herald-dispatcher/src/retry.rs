@@ -41,8 +41,17 @@ pub async fn run(
     consumer
         .subscribe(&names)
         .map_err(herald_kafka::Error::from_kafka)?;
+    let consumer = Arc::new(consumer);
+    let retry_membership = membership.sibling("retry");
+    herald_kafka::watch::spawn_assignment_watch(
+        consumer.clone(),
+        retry_membership.group,
+        topics.clone(),
+        crate::consumer::UNASSIGNED_PATIENCE,
+        shutdown.clone(),
+    );
     let mut retry = RetryLoop {
-        consumer: Arc::new(consumer),
+        consumer,
         tracker,
         slots: Arc::new(Semaphore::new(max_in_flight)),
         deliverer,

@@ -29,6 +29,7 @@ pub mod provision;
 pub mod stats;
 pub mod tracker;
 pub mod view;
+pub mod watch;
 
 pub use config::KafkaConfig;
 pub use error::{Error, Result};
