@@ -34,7 +34,7 @@ impl Stack {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = TempDir::new(name);
         let broker_addr = free_port();
-        let broker = Some(start_broker_at(dir.path(), broker_addr));
+        let broker = Some(start_broker_at(dir.path(), broker_addr, "broker"));
         let token = admin_token();
         let mut env = herald_env(&token, &master_key());
         env.push(("HERALD_KAFKA__BROKERS", broker_addr.to_string()));
@@ -94,7 +94,7 @@ impl Stack {
 
     pub fn restart_broker(&mut self) {
         assert!(self.broker.is_none());
-        self.broker = Some(start_broker_at(self.dir.path(), self.broker_addr));
+        self.broker = Some(start_broker_at(self.dir.path(), self.broker_addr, "broker"));
     }
 
     /// Posts events in batches of 100, each with its own idempotency key, re-posting items
@@ -157,24 +157,6 @@ impl Stack {
             );
         }
     }
-}
-
-/// Starts `herald broker` at a given address (to restart it where clients expect it).
-pub fn start_broker_at(dir: &std::path::Path, addr: SocketAddr) -> Proc {
-    let mut broker = Proc::spawn(
-        "broker",
-        &[
-            "broker",
-            "--data-dir",
-            dir.join("broker").to_str().unwrap(),
-            "--listen",
-            &addr.to_string(),
-        ],
-        &[],
-        dir,
-    );
-    broker.wait_line("herald: broker listening on", Duration::from_secs(60));
-    broker
 }
 
 /// Reads every record value of `topic` up to its current end.

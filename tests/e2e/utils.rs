@@ -158,20 +158,7 @@ impl Drop for Proc {
 /// Starts `herald broker` as its own process with sqlite storage under `dir`.
 pub fn start_broker(dir: &Path) -> (Proc, SocketAddr) {
     let addr = free_port();
-    let mut broker = Proc::spawn(
-        "broker",
-        &[
-            "broker",
-            "--data-dir",
-            dir.join("broker").to_str().unwrap(),
-            "--listen",
-            &addr.to_string(),
-        ],
-        &[],
-        dir,
-    );
-    broker.wait_line("herald: broker listening on", Duration::from_secs(60));
-    (broker, addr)
+    (start_broker_at(dir, addr, "broker"), addr)
 }
 
 /// Settings every test's herald process gets: short schedule, loopback allowed.

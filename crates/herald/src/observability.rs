@@ -156,6 +156,14 @@ fn describe() {
     );
     g!("herald_endpoints", "Endpoints by state.");
     c!(
+        "herald_endpoint_transitions_total",
+        "Endpoint health transitions (failing, recovered, disabled), by kind."
+    );
+    c!(
+        "herald_kafka_group_rejoins_total",
+        "Times a consumer left without partitions for too long rejoined its group, by group."
+    );
+    c!(
         "herald_endpoint_disabled_total",
         "Endpoints disabled by Herald, by reason."
     );
