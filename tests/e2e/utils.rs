@@ -198,7 +198,7 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
-/// A loopback HTTP receiver that answers 200 and records everything.
+/// A loopback HTTP receiver that records everything and answers 200 (or what a test says).
 pub struct Receiver {
     pub addr: SocketAddr,
     pub got: Arc<Mutex<Vec<Received>>>,
@@ -207,6 +207,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(addr: SocketAddr) -> Self {
+        Self::answering(addr, |_| 200)
+    }
+
+    /// A receiver that answers `status(path)` to every request.
+    pub fn answering(addr: SocketAddr, status: fn(&str) -> u16) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -237,12 +242,13 @@ impl Receiver {
                         .await
                         .unwrap_or_default()
                         .to_vec();
+                    let code = axum::http::StatusCode::from_u16(status(&path)).unwrap();
                     sink.lock().unwrap().push(Received {
                         path,
                         headers,
                         body,
                     });
-                    "ok"
+                    (code, "ok")
                 }
             });
             axum::serve(listener, app).await.unwrap();
@@ -380,52 +386,7 @@ pub fn verify_with_python(deliveries: &[Received], secret: &str) -> usize {
 
 /// A loopback HTTP receiver that answers `status(path)` and records everything.
 pub fn start_answering_receiver(status: fn(&str) -> u16) -> Receiver {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let sink = got.clone();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind receiver");
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(async move {
-        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let sink = sink.clone();
-            async move {
-                let path = req.uri().path().to_owned();
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            v.to_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect();
-                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                    .await
-                    .unwrap_or_default()
-                    .to_vec();
-                let code = axum::http::StatusCode::from_u16(status(&path)).unwrap();
-                sink.lock().unwrap().push(Received {
-                    path,
-                    headers,
-                    body,
-                });
-                (code, "answer")
-            }
-        });
-        axum::serve(listener, app).await.unwrap();
-    });
-    Receiver {
-        addr,
-        got,
-        _runtime: runtime,
-    }
+    Receiver::answering("127.0.0.1:0".parse().unwrap(), status)
 }
 
 /// Starts `herald broker` on `addr` with its data under `dir/broker` (a restart keeps topics).

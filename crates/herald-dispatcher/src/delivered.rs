@@ -9,7 +9,7 @@
 
 use crate::dedupe::Claims;
 use herald_kafka::consumer::reader;
-use herald_kafka::view::high_watermarks;
+use herald_kafka::view::{high_watermarks, CatchUp};
 use herald_kafka::{Error, KafkaConfig, Result};
 use herald_proto::v1;
 use rdkafka::consumer::Consumer;
@@ -106,19 +106,16 @@ impl Delivered {
         let since = herald_kafka::now_ms() - window.as_millis() as i64;
         let assignment = start_offsets(&consumer, &topic, &targets, since).await?;
         consumer.assign(&assignment).map_err(Error::from_kafka)?;
-        let mut behind: HashMap<i32, i64> = targets.into_iter().filter(|(_, hw)| *hw > 0).collect();
-        // Partitions whose window starts at their end have nothing to read.
-        for element in assignment.elements() {
-            if let Offset::Offset(start) = element.offset() {
-                if behind
-                    .get(&element.partition())
-                    .is_some_and(|hw| start >= *hw)
-                {
-                    behind.remove(&element.partition());
-                }
-            }
-        }
-        if behind.is_empty() {
+        let starts: HashMap<i32, i64> = assignment
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(start) => Some((e.partition(), start)),
+                _ => None,
+            })
+            .collect();
+        let mut catch_up = CatchUp::new(targets, |p| starts.get(&p).copied().unwrap_or(0));
+        if catch_up.is_done() {
             ready.send_replace(true);
         }
         loop {
@@ -134,21 +131,12 @@ impl Delivered {
                     self.insert(&record.delivery_id);
                 }
             }
-            if !behind.is_empty() {
-                let partition = message.partition();
-                if behind
-                    .get(&partition)
-                    .is_some_and(|hw| message.offset() + 1 >= *hw)
-                {
-                    behind.remove(&partition);
-                }
-                if behind.is_empty() {
-                    tracing::info!(
-                        known = self.ids.lock().expect("delivered lock").len(),
-                        "Attempts tail read."
-                    );
-                    ready.send_replace(true);
-                }
+            if catch_up.seen(message.partition(), message.offset()) {
+                tracing::info!(
+                    known = self.ids.lock().expect("delivered lock").len(),
+                    "Attempts tail read."
+                );
+                ready.send_replace(true);
             }
         }
     }

@@ -129,9 +129,8 @@ impl<S: Default + Send + Sync + 'static> View<S> {
                 .map_err(Error::from_kafka)?;
         }
         reader.assign(&assignment).map_err(Error::from_kafka)?;
-        // Partitions still to reach the high watermark seen at start.
-        let mut behind: HashMap<i32, i64> = targets.into_iter().filter(|(_, hw)| *hw > 0).collect();
-        if behind.is_empty() {
+        let mut catch_up = CatchUp::new(targets, |_| 0);
+        if catch_up.is_done() {
             ready.send_replace(true);
         }
         loop {
@@ -144,20 +143,49 @@ impl<S: Default + Send + Sync + 'static> View<S> {
                 message.key().unwrap_or_default(),
                 message.payload(),
             );
-            if !behind.is_empty() {
-                let partition = message.partition();
-                if behind
-                    .get(&partition)
-                    .is_some_and(|hw| message.offset() + 1 >= *hw)
-                {
-                    behind.remove(&partition);
-                }
-                if behind.is_empty() {
-                    tracing::info!(topic = %self.topic, "View caught up.");
-                    ready.send_replace(true);
-                }
+            if catch_up.seen(message.partition(), message.offset()) {
+                tracing::info!(topic = %self.topic, "View caught up.");
+                ready.send_replace(true);
             }
         }
+    }
+}
+
+/// Partitions still to reach the high watermark they had when reading started.
+#[derive(Debug)]
+pub struct CatchUp {
+    behind: HashMap<i32, i64>,
+}
+
+impl CatchUp {
+    /// From each partition's high watermark and the offset reading starts at in it.
+    pub fn new(ends: HashMap<i32, i64>, start: impl Fn(i32) -> i64) -> Self {
+        Self {
+            behind: ends
+                .into_iter()
+                .filter(|(p, end)| start(*p) < *end)
+                .collect(),
+        }
+    }
+
+    /// Whether every partition has been read up to its watermark.
+    pub fn is_done(&self) -> bool {
+        self.behind.is_empty()
+    }
+
+    /// Records a record read; true exactly when it completes the catch-up.
+    pub fn seen(&mut self, partition: i32, offset: i64) -> bool {
+        if self.behind.is_empty() {
+            return false;
+        }
+        if self
+            .behind
+            .get(&partition)
+            .is_some_and(|end| offset + 1 >= *end)
+        {
+            self.behind.remove(&partition);
+        }
+        self.behind.is_empty()
     }
 }
 
@@ -166,10 +194,31 @@ pub async fn high_watermarks<C>(consumer: &Arc<C>, topic: &str) -> Result<HashMa
 where
     C: Consumer + Send + Sync + 'static,
 {
+    let marks = watermarks(consumer, topic, Duration::from_secs(5)).await?;
+    if marks.is_empty() {
+        return Err(Error::Unavailable(format!(
+            "topic {topic} has no partitions (not provisioned?)"
+        )));
+    }
+    Ok(marks
+        .into_iter()
+        .map(|(p, (_low, high))| (p, high))
+        .collect())
+}
+
+/// The (low, high) watermarks of every partition of `topic`, empty when the topic does not
+/// exist or has no partitions (blocking calls, off the runtime; `timeout` per request).
+pub async fn watermarks<C>(
+    consumer: &Arc<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<HashMap<i32, (i64, i64)>>
+where
+    C: Consumer + Send + Sync + 'static,
+{
     let consumer = consumer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(5);
         let metadata = consumer
             .fetch_metadata(Some(&topic), timeout)
             .map_err(Error::from_kafka)?;
@@ -179,21 +228,33 @@ where
             .filter(|t| t.name() == topic && t.error().is_none())
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        if partitions.is_empty() {
-            return Err(Error::Unavailable(format!(
-                "topic {topic} has no partitions (not provisioned?)"
-            )));
-        }
         partitions
             .into_iter()
             .map(|p| {
-                let (_low, high) = consumer
+                let marks = consumer
                     .fetch_watermarks(&topic, p, timeout)
                     .map_err(Error::from_kafka)?;
-                Ok((p, high))
+                Ok((p, marks))
             })
             .collect()
     })
     .await
     .map_err(|e| Error::Unavailable(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CatchUp;
+    use std::collections::HashMap;
+
+    #[test]
+    fn catch_up_completes_once_every_partition_reached_its_end() {
+        let ends = HashMap::from([(0, 3), (1, 0), (2, 5)]);
+        let mut c = CatchUp::new(ends, |p| if p == 2 { 5 } else { 0 });
+        assert!(!c.is_done(), "partition 0 has records to read");
+        assert!(!c.seen(0, 1));
+        assert!(c.seen(0, 2), "the last record before the end completes it");
+        assert!(!c.seen(0, 3), "reported once");
+        assert!(CatchUp::new(HashMap::from([(0, 0)]), |_| 0).is_done());
+    }
 }

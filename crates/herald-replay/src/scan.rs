@@ -38,33 +38,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// Low and high watermark of every partition of `topic`; [`Error::MissingTopic`] if absent.
 pub async fn watermarks(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Ranges> {
-    let consumer = consumer.clone();
-    let topic = topic.to_owned();
-    blocking(move || {
-        let kafka = herald_kafka::Error::from_kafka;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), META_TIMEOUT)
-            .map_err(kafka)?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(Error::MissingTopic(topic));
-        }
-        partitions
-            .into_iter()
-            .map(|p| {
-                let marks = consumer
-                    .fetch_watermarks(&topic, p, META_TIMEOUT)
-                    .map_err(kafka)?;
-                Ok((p, marks))
-            })
-            .collect()
-    })
-    .await
+    let marks = herald_kafka::view::watermarks(consumer, topic, META_TIMEOUT).await?;
+    if marks.is_empty() {
+        return Err(Error::MissingTopic(topic.to_owned()));
+    }
+    Ok(marks.into_iter().collect())
 }
 
 /// Per partition, the offset of the first record with a timestamp at or after `at_ms`, or
