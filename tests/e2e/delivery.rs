@@ -24,6 +24,9 @@ fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures
     let token = admin_token();
     let mut env = herald_env(&token, &master_key());
     env.push(("HERALD_INGEST__MAX_BATCH", BATCH_SIZE.to_string()));
+    // The consumer group protocol (what a Kafka cluster uses) against a real broker, in one
+    // uninterrupted run; the other stacks use `auto`, which is `all` on the embedded broker.
+    env.push(("HERALD_DISPATCHER__ASSIGNMENT", "group".to_owned()));
     let mut herald = Proc::spawn(
         "herald",
         &[

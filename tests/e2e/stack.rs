@@ -199,6 +199,42 @@ pub fn read_topic(broker: SocketAddr, topic: &str) -> Vec<Vec<u8>> {
     })
 }
 
+/// For each partition of `topic`: (offset `group` committed, high watermark).
+pub fn committed_and_end(broker: SocketAddr, group: &str, topic: &str) -> Vec<(i64, i64)> {
+    use rdkafka::consumer::BaseConsumer;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = runtime.enter();
+    let config = herald_kafka::KafkaConfig::with_brokers(broker.to_string());
+    let reader = std::sync::Arc::new(herald_kafka::consumer::reader(&config, "e2e").unwrap());
+    let ends = runtime
+        .block_on(herald_kafka::view::high_watermarks(&reader, topic))
+        .unwrap();
+    let group_client: BaseConsumer = config
+        .client_config("e2e-offsets")
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in ends.keys() {
+        list.add_partition(topic, *partition);
+    }
+    let committed = group_client
+        .committed_offsets(list, Duration::from_secs(30))
+        .unwrap();
+    ends.iter()
+        .map(|(partition, end)| {
+            let offset = committed
+                .find_partition(topic, *partition)
+                .and_then(|e| e.offset().to_raw())
+                .unwrap_or(-1);
+            (offset, *end)
+        })
+        .collect()
+}
+
 /// Chaos hits as the Python verifier's input.
 pub fn as_received(hits: &[Hit]) -> Vec<Received> {
     hits.iter()

@@ -72,10 +72,11 @@ impl Proc {
             .stderr(Stdio::from(
                 std::fs::File::create(cwd.join(format!("{name}.log"))).unwrap(),
             ));
-        cmd.env(
-            "HERALD_LOG",
-            "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,libsql=warn",
-        );
+        // E2E_LOG replaces the default filter, e.g. to debug the broker's coordinator.
+        let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| {
+            "info,tansu_broker=warn,tansu_storage=warn,tansu_sans_io=warn,libsql=warn".to_owned()
+        });
+        cmd.env("HERALD_LOG", filter);
         for (k, v) in env {
             cmd.env(k, v);
         }

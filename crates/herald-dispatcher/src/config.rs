@@ -1,7 +1,9 @@
 //! Dispatcher settings: one struct, loaded once, validated at start.
 
 use herald_core::duration::{serde_human, serde_human_vec};
+use herald_core::health::HealthPolicy;
 use herald_core::retry::RetryPolicy;
+use herald_kafka::assign::Assignment;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -15,6 +17,11 @@ pub struct DispatcherConfig {
     /// dispatcher takes its partitions back at once. Must be unique per running dispatcher.
     /// Empty: the host name. `none`: dynamic membership.
     pub instance_id: String,
+    /// How the consumers get their partitions: `group` (the Kafka group protocol; run several
+    /// dispatchers to share the work), `all` (every partition, by hand; run exactly one), or
+    /// `auto`: `all` on Herald's embedded broker, whose group coordinator can strand a
+    /// restarted member, `group` on any other cluster.
+    pub assignment: Assignment,
     /// Events being delivered at once (across all endpoints).
     pub max_in_flight: usize,
     /// Deliveries to one endpoint at once; further ones wait in the first retry tier.
@@ -42,7 +49,12 @@ pub struct DispatcherConfig {
     /// succeeded before a crash.
     #[serde(with = "serde_human")]
     pub dedupe_window: Duration,
-    /// An endpoint failing continuously this long is disabled (0s: never).
+    /// Consecutive failed attempts after which an endpoint counts as failing: it is reported
+    /// (log, audit record, `herald_endpoint_healthy` 0) and its overflow deliveries go to the
+    /// retry tiers at once instead of waiting for a slot.
+    pub failing_after: u32,
+    /// An endpoint failing continuously this long (from the first failure of the run) is
+    /// disabled (0s: never).
     #[serde(with = "serde_human")]
     pub disable_after: Duration,
     /// Endpoints that get their own per-endpoint metric series; the rest share `other`.
@@ -60,6 +72,7 @@ impl DispatcherConfig {
         Self {
             group: "herald-dispatcher".into(),
             instance_id: String::new(),
+            assignment: Assignment::Auto,
             max_in_flight: 512,
             per_endpoint_concurrency: 32,
             attempt_timeout: Duration::from_secs(15),
@@ -70,6 +83,7 @@ impl DispatcherConfig {
             throttle_floor: policy.throttle_floor(),
             allowed_networks: Vec::new(),
             dedupe_window: Duration::from_secs(3_600),
+            failing_after: 5,
             disable_after: Duration::from_secs(5 * 86_400),
             endpoint_metrics_limit: 100,
             user_agent: format!("Herald-Webhooks/{}", env!("CARGO_PKG_VERSION")),
@@ -85,6 +99,14 @@ impl DispatcherConfig {
             self.throttle_floor,
         )
         .map_err(|e| format!("dispatcher.retry_schedule/retry_jitter/throttle_floor: {e}"))
+    }
+
+    /// When an endpoint counts as failing and when it is disabled.
+    pub fn health_policy(&self) -> HealthPolicy {
+        HealthPolicy {
+            failing_after: self.failing_after,
+            disable_after_ms: self.disable_after.as_millis().min(i64::MAX as u128) as i64,
+        }
     }
 
     /// The static membership id to use, if any (see `instance_id`).
@@ -114,6 +136,9 @@ impl DispatcherConfig {
         }
         if !(1..=10_000).contains(&self.per_endpoint_concurrency) {
             return Err("dispatcher.per_endpoint_concurrency: must be between 1 and 10000".into());
+        }
+        if !(1..=1_000_000).contains(&self.failing_after) {
+            return Err("dispatcher.failing_after: must be between 1 and 1000000".into());
         }
         if self.attempt_timeout < Duration::from_millis(50) {
             return Err("dispatcher.attempt_timeout: must be at least 50ms".into());

@@ -15,9 +15,6 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a member may stay without partitions before it rejoins its group.
-pub const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(40);
-
 /// Stores the position a completed ticket allows, if it advanced.
 pub fn complete(consumer: &TrackedConsumer, tracker: &Mutex<OffsetTracker>, ticket: &Ticket) {
     let position = tracker.lock().expect("tracker lock").complete(ticket);
@@ -44,18 +41,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
     let (consumer, tracker) = tracked_consumer(kafka, membership, "herald-dispatcher")?;
-    let topic = kafka.topics().events();
-    consumer
-        .subscribe(&[&topic])
-        .map_err(herald_kafka::Error::from_kafka)?;
     let consumer = Arc::new(consumer);
-    herald_kafka::watch::spawn_assignment_watch(
-        consumer.clone(),
-        membership.group.clone(),
-        vec![topic.clone()],
-        UNASSIGNED_PATIENCE,
-        shutdown.clone(),
-    );
+    herald_kafka::assign::start(
+        &consumer,
+        &membership.group,
+        membership.assignment,
+        &[kafka.topics().events()],
+        &shutdown,
+    )
+    .await?;
     let slots = Arc::new(Semaphore::new(max_in_flight));
     loop {
         let permit = tokio::select! {

@@ -6,7 +6,6 @@ use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::{Abandoned, OutcomeWriter};
 use crate::sink::{AttemptOutput, Sender};
-use herald_core::health::Transition;
 use herald_core::ids::{DeliveryId, EndpointId};
 use herald_core::outcome::{classify, DeadReason, Outcome};
 use herald_core::retry::RetryPolicy;
@@ -41,6 +40,8 @@ pub struct Deliverer {
     pub health: HealthBook,
     limits: Mutex<HashMap<EndpointId, Arc<Semaphore>>>,
     claimed: Mutex<crate::dedupe::Claims>,
+    /// One endpoint-state write at a time (see `transitions.rs`).
+    pub(crate) transitions: tokio::sync::Mutex<()>,
 }
 
 impl Deliverer {
@@ -62,6 +63,7 @@ impl Deliverer {
             per_endpoint,
             delivered,
             health,
+            transitions: tokio::sync::Mutex::new(()),
             limits: Mutex::new(HashMap::new()),
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
         }
@@ -252,87 +254,6 @@ impl Deliverer {
         metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
         tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason = reason.as_str(), "Delivery parked without an attempt.");
         self.writer.dead(task, reason).await
-    }
-
-    /// Makes a health transition durable (endpoint state), audited and logged.
-    async fn on_transition(
-        &self,
-        id: &EndpointId,
-        transition: Transition,
-        error: &str,
-    ) -> Result<(), Abandoned> {
-        match transition {
-            Transition::None => Ok(()),
-            Transition::Disable => {
-                self.disable(
-                    id,
-                    "failing",
-                    "failing continuously for longer than dispatcher.disable_after",
-                )
-                .await
-            }
-            Transition::StartedFailing | Transition::Recovered => {
-                let failing = transition == Transition::StartedFailing;
-                let Some(entry) = self.endpoints.get(id) else {
-                    return Ok(());
-                };
-                let mut endpoint = (*entry.endpoint).clone();
-                let now = herald_kafka::now_ms();
-                endpoint.failing_since = failing.then(|| endpoint.failing_since.unwrap_or(now));
-                if endpoint.failing_since == entry.endpoint.failing_since {
-                    return Ok(()); // already recorded (another dispatcher, or before a restart)
-                }
-                endpoint.updated_at = now;
-                let state = self
-                    .writer
-                    .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
-                    .await?;
-                self.endpoints.apply_local(id, Some(&state));
-                let action = if failing {
-                    "endpoint.failing"
-                } else {
-                    "endpoint.recovered"
-                };
-                if failing {
-                    tracing::warn!(endpoint_id = %id, %error, "Endpoint started failing.");
-                } else {
-                    tracing::info!(endpoint_id = %id, "Endpoint recovered.");
-                }
-                self.writer
-                    .audit(action, id.as_str(), serde_json::json!({"error": error}))
-                    .await;
-                Ok(())
-            }
-        }
-    }
-
-    async fn disable(&self, id: &EndpointId, reason: &str, why: &str) -> Result<(), Abandoned> {
-        let Some(entry) = self.endpoints.get(id) else {
-            return Ok(());
-        };
-        let mut endpoint = (*entry.endpoint).clone();
-        if !endpoint.enabled {
-            return Ok(());
-        }
-        endpoint.enabled = false;
-        endpoint.disabled_reason = reason.to_owned();
-        endpoint.updated_at = herald_kafka::now_ms();
-        tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");
-        let state = self
-            .writer
-            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
-            .await?;
-        self.endpoints.apply_local(&endpoint.id, Some(&state));
-        metrics::counter!("herald_endpoint_disabled_total", "reason" => reason.to_owned())
-            .increment(1);
-        self.writer
-            .audit(
-                "endpoint.disabled",
-                id.as_str(),
-                serde_json::json!({"reason": reason, "why": why}),
-            )
-            .await;
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! endpoint; transitions (starts failing, recovers, failing too long) become durable endpoint
 //! state, an audit record and metrics. Per-endpoint series are bounded by a configured limit.
 
-use herald_core::health::{Health, Transition};
+use herald_core::health::{Health, HealthPolicy, Transition};
 use herald_core::ids::EndpointId;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -12,17 +12,17 @@ pub struct HealthBook {
     book: Mutex<HashMap<EndpointId, Health>>,
     labelled: Mutex<HashSet<EndpointId>>,
     label_limit: usize,
-    disable_after_ms: i64,
+    policy: HealthPolicy,
 }
 
 impl HealthBook {
     /// `label_limit`: endpoints that get their own metric series (others share `other`).
-    pub fn new(disable_after_ms: i64, label_limit: usize) -> Self {
+    pub fn new(policy: HealthPolicy, label_limit: usize) -> Self {
         Self {
             book: Mutex::new(HashMap::new()),
             labelled: Mutex::new(HashSet::new()),
             label_limit,
-            disable_after_ms,
+            policy,
         }
     }
 
@@ -41,7 +41,7 @@ impl HealthBook {
         let health = book
             .entry(endpoint.clone())
             .or_insert_with(|| Health::resumed(failing_since));
-        let transition = health.record(success, now, error, self.disable_after_ms);
+        let transition = health.record(success, now, error, &self.policy);
         let label = self.label(endpoint);
         metrics::gauge!("herald_endpoint_consecutive_failures", "endpoint_id" => label.clone())
             .set(f64::from(health.consecutive_failures));
@@ -102,7 +102,11 @@ mod tests {
 
     #[test]
     fn seeds_from_persisted_state_and_reports_transitions() {
-        let book = HealthBook::new(1_000, 1);
+        let policy = HealthPolicy {
+            failing_after: 2,
+            disable_after_ms: 1_000,
+        };
+        let book = HealthBook::new(policy, 1);
         let a = EndpointId::generate(1);
         assert_eq!(
             book.record(&a, Some(0), false, "5xx", "500", 1_000),
@@ -110,9 +114,15 @@ mod tests {
         );
         let b = EndpointId::generate(2);
         assert_eq!(
+            book.record(&b, None, false, "timeout", "t", 4),
+            Transition::None
+        );
+        assert!(book.is_healthy(&b), "one failure is below failing_after");
+        assert_eq!(
             book.record(&b, None, false, "timeout", "t", 5),
             Transition::StartedFailing
         );
+        assert!(!book.is_healthy(&b));
         assert_eq!(
             book.record(&b, None, true, "2xx", "", 6),
             Transition::Recovered

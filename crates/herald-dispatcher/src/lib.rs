@@ -36,6 +36,7 @@ pub mod route;
 pub mod service;
 pub mod sink;
 pub mod ssrf;
+pub mod transitions;
 
 pub use config::DispatcherConfig;
 pub use error::{Error, Result};

@@ -29,27 +29,23 @@ pub async fn run(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
-    let (consumer, tracker) =
-        tracked_consumer(kafka, &membership.sibling("retry"), "herald-retry")?;
+    let membership = membership.sibling("retry");
+    let (consumer, tracker) = tracked_consumer(kafka, &membership, "herald-retry")?;
     let topics: Vec<String> = deliverer
         .policy
         .tiers()
         .iter()
         .map(|tier| kafka.topics().retry(*tier))
         .collect();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&names)
-        .map_err(herald_kafka::Error::from_kafka)?;
     let consumer = Arc::new(consumer);
-    let retry_membership = membership.sibling("retry");
-    herald_kafka::watch::spawn_assignment_watch(
-        consumer.clone(),
-        retry_membership.group,
-        topics.clone(),
-        crate::consumer::UNASSIGNED_PATIENCE,
-        shutdown.clone(),
-    );
+    herald_kafka::assign::start(
+        &consumer,
+        &membership.group,
+        membership.assignment,
+        &topics,
+        &shutdown,
+    )
+    .await?;
     let mut retry = RetryLoop {
         consumer,
         tracker,

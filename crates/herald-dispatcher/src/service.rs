@@ -80,19 +80,18 @@ pub async fn run(
             permit_wait: config.attempt_timeout,
         },
         delivered.clone(),
-        HealthBook::new(
-            config.disable_after.as_millis() as i64,
-            config.endpoint_metrics_limit,
-        ),
+        HealthBook::new(config.health_policy(), config.endpoint_metrics_limit),
     ));
     deps.endpoints
         .view()
         .wait_ready(Duration::from_secs(120))
         .await
         .map_err(Error::Kafka)?;
+    let assignment = config.assignment.resolve(&deps.kafka).await;
     let membership = Membership {
         group: config.group.clone(),
         instance: config.group_instance(),
+        assignment,
     };
     if !delivered.wait_ready(Duration::from_secs(60)).await {
         tracing::warn!("Attempts log not read within 60s; starting without it (more duplicates after a crash).");

@@ -80,14 +80,15 @@ pub type TrackedConsumer = StreamConsumer<TrackingContext>;
 /// Who a consumer is in its group.
 ///
 /// `instance` turns on static membership (`group.instance.id`): a restarted instance takes
-/// its partitions back at once instead of waiting out the dead member's session. This is also
-/// what lets a group recover on the embedded tansu broker, whose coordinator otherwise hands a
-/// member that joined behind a killed leader an empty assignment and never rebalances again.
-/// Two live consumers must never share an instance id (the broker fences one of them).
+/// its partitions back at once instead of waiting out the dead member's session. Two live
+/// consumers must never share an instance id (the broker fences one of them). On Herald's
+/// embedded broker the group protocol is not used at all by default (see [`crate::assign`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
     pub group: String,
     pub instance: Option<String>,
+    /// Group protocol or every partition by hand (resolved: `Auto` counts as `Group`).
+    pub assignment: crate::assign::Assignment,
 }
 
 impl Membership {
@@ -96,6 +97,7 @@ impl Membership {
         Self {
             group: format!("{}-{suffix}", self.group),
             instance: self.instance.as_ref().map(|i| format!("{i}-{suffix}")),
+            assignment: self.assignment,
         }
     }
 }

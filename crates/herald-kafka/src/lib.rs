@@ -11,6 +11,7 @@
 //! - [`config`]: broker address, topic prefix and layout, client overrides.
 //! - [`producer`]: idempotent `acks=all` producer with explicit backpressure.
 //! - [`consumer`]: consumer construction for the at-least-once recipe.
+//! - [`assign`]: group protocol or every partition by hand (the embedded broker).
 //! - [`tracker`]: ordered offset tracking per partition for concurrent processing.
 //! - [`provision`]: idempotent topic creation with cleanup policy and retention.
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live.
@@ -18,6 +19,7 @@
 //! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
 //!   the broker reachability check behind `/readyz`.
 
+pub mod assign;
 pub mod config;
 pub mod consumer;
 pub mod endpoints;

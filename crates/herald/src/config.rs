@@ -4,7 +4,9 @@
 //! `HERALD_KAFKA__BROKERS=kafka-1:9092`, `HERALD_DISPATCHER__RETRY_SCHEDULE=100ms,200ms`,
 //! `HERALD_MASTER_KEY=…`. Values are read as TOML when they parse as TOML (numbers,
 //! booleans, arrays) and as plain strings otherwise. An unknown variable is an error that
-//! names it.
+//! names it. librdkafka properties go under `HERALD_KAFKA__CLIENT__` with `_` for `.`, for
+//! example `HERALD_KAFKA__CLIENT__SASL_PASSWORD` sets `sasl.password` (librdkafka's own
+//! names never contain `_`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use herald_core::duration::serde_human;
@@ -73,6 +75,12 @@ impl HeraldConfig {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            if let [kafka, client, property] = path.as_slice() {
+                if kafka == "kafka" && client == "client" && !property.is_empty() {
+                    set_client_property(&mut merged, &property.replace('_', "."), value);
+                    continue;
+                }
+            }
             set_path(&mut merged, &path, parse_env_value(&value))
                 .map_err(|_| anyhow!("{name}: unknown setting `{}`", path.join(".")))?;
         }
@@ -123,6 +131,23 @@ fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
     };
     table.insert(last.clone(), value);
     Ok(())
+}
+
+/// Sets `kafka.client.<property>` (always a string: librdkafka parses its own values).
+fn set_client_property(root: &mut toml::Value, property: &str, value: String) {
+    let client = root
+        .as_table_mut()
+        .and_then(|t| t.get_mut("kafka"))
+        .and_then(toml::Value::as_table_mut)
+        .map(|kafka| {
+            kafka
+                .entry("client")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        })
+        .and_then(toml::Value::as_table_mut);
+    if let Some(client) = client {
+        client.insert(property.to_owned(), toml::Value::String(value));
+    }
 }
 
 fn merge(base: &mut toml::Value, overlay: toml::Value) {
@@ -182,6 +207,44 @@ mod tests {
             config.dispatcher.allowed_networks,
             vec!["127.0.0.0/8".to_string()]
         );
+    }
+
+    #[test]
+    fn assignment_modes_parse_and_a_typo_is_named() {
+        use herald_kafka::assign::Assignment;
+        assert_eq!(
+            HeraldConfig::defaults().dispatcher.assignment,
+            Assignment::Auto
+        );
+        for (text, mode) in [
+            ("group", Assignment::Group),
+            ("all", Assignment::All),
+            ("auto", Assignment::Auto),
+        ] {
+            let config =
+                HeraldConfig::load(None, env(&[("HERALD_DISPATCHER__ASSIGNMENT", text)])).unwrap();
+            assert_eq!(config.dispatcher.assignment, mode);
+        }
+        let err = HeraldConfig::load(None, env(&[("HERALD_DISPATCHER__ASSIGNMENT", "every")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("every"), "{err}");
+    }
+
+    #[test]
+    fn env_sets_librdkafka_properties() {
+        let config = HeraldConfig::load(
+            None,
+            env(&[
+                ("HERALD_KAFKA__CLIENT__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("HERALD_KAFKA__CLIENT__SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("HERALD_KAFKA__CLIENT__DEBUG", "cgrp"),
+            ]),
+        )
+        .unwrap();
+        let client = &config.kafka.client;
+        assert_eq!(client["security.protocol"], "SASL_SSL");
+        assert_eq!(client["sasl.mechanism"], "SCRAM-SHA-512");
+        assert_eq!(client["debug"], "cgrp");
     }
 
     #[test]

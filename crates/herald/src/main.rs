@@ -29,11 +29,30 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) if stopped_while_starting(&err) => {
+            // SIGTERM/SIGINT before start-up finished: nothing was consumed, a clean stop.
+            eprintln!("herald: stopped before start-up finished");
+            std::process::ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("herald: error: {err:#}");
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// Whether `err` only says a signal arrived while the service was still starting.
+fn stopped_while_starting(err: &anyhow::Error) -> bool {
+    use herald_kafka::Error::ShuttingDown;
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<herald_kafka::Error>(),
+            Some(ShuttingDown)
+        ) || matches!(
+            cause.downcast_ref::<herald_dispatcher::Error>(),
+            Some(herald_dispatcher::Error::Kafka(ShuttingDown))
+        )
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -1,0 +1,117 @@
+//! Endpoint health transitions made durable: the endpoint's state (`failing_since`,
+//! `enabled`), an audit record, a log line and metrics.
+//!
+//! Writes happen one at a time, and each one reconciles the endpoint's persisted state with
+//! what the health book says *now* rather than replaying the transition that triggered it:
+//! attempts finish concurrently, so a "started failing" may arrive after a later success
+//! already recovered the endpoint. Reading the view under the lock also means each write
+//! builds on the previous one (version + 1 of the latest state, never two writes of the same
+//! version from this process).
+
+use crate::deliver::Deliverer;
+use crate::route::Abandoned;
+use herald_core::health::Transition;
+use herald_core::ids::EndpointId;
+
+impl Deliverer {
+    /// Acts on a transition reported by the health book for `id`.
+    pub(crate) async fn on_transition(
+        &self,
+        id: &EndpointId,
+        transition: Transition,
+        error: &str,
+    ) -> Result<(), Abandoned> {
+        match transition {
+            Transition::None => Ok(()),
+            Transition::Disable => {
+                self.disable(
+                    id,
+                    "failing",
+                    "failing continuously for longer than dispatcher.disable_after",
+                )
+                .await
+            }
+            Transition::StartedFailing | Transition::Recovered => {
+                self.persist_failing_since(id, error).await
+            }
+        }
+    }
+
+    /// Writes the health book's current `failing_since` of `id` when the persisted state
+    /// disagrees about whether the endpoint is failing.
+    async fn persist_failing_since(&self, id: &EndpointId, error: &str) -> Result<(), Abandoned> {
+        let _turn = self.transitions.lock().await;
+        let Some(entry) = self.endpoints.get(id) else {
+            return Ok(());
+        };
+        let Some(health) = self.health.get(id) else {
+            return Ok(());
+        };
+        let failing = health.failing_since.is_some();
+        if failing == entry.endpoint.failing_since.is_some() {
+            return Ok(()); // already recorded (by a concurrent attempt, another dispatcher, or before a restart)
+        }
+        let mut endpoint = (*entry.endpoint).clone();
+        endpoint.failing_since = health.failing_since;
+        endpoint.updated_at = herald_kafka::now_ms();
+        let state = self
+            .writer
+            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
+            .await?;
+        self.endpoints.apply_local(id, Some(&state));
+        let action = if failing {
+            tracing::warn!(endpoint_id = %id, %error, consecutive_failures = health.consecutive_failures, "Endpoint started failing.");
+            "endpoint.failing"
+        } else {
+            tracing::info!(endpoint_id = %id, "Endpoint recovered.");
+            "endpoint.recovered"
+        };
+        let detail = if failing {
+            serde_json::json!({
+                "error": health.last_error,
+                "consecutive_failures": health.consecutive_failures,
+                "failing_since_ms": health.failing_since,
+            })
+        } else {
+            serde_json::json!({})
+        };
+        self.writer.audit(action, id.as_str(), detail).await;
+        Ok(())
+    }
+
+    /// Disables `id` (durable state, audit record, metric) unless it already is.
+    pub(crate) async fn disable(
+        &self,
+        id: &EndpointId,
+        reason: &str,
+        why: &str,
+    ) -> Result<(), Abandoned> {
+        let _turn = self.transitions.lock().await;
+        let Some(entry) = self.endpoints.get(id) else {
+            return Ok(());
+        };
+        let mut endpoint = (*entry.endpoint).clone();
+        if !endpoint.enabled {
+            return Ok(());
+        }
+        endpoint.enabled = false;
+        endpoint.disabled_reason = reason.to_owned();
+        endpoint.updated_at = herald_kafka::now_ms();
+        tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");
+        let state = self
+            .writer
+            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
+            .await?;
+        self.endpoints.apply_local(&endpoint.id, Some(&state));
+        metrics::counter!("herald_endpoint_disabled_total", "reason" => reason.to_owned())
+            .increment(1);
+        self.writer
+            .audit(
+                "endpoint.disabled",
+                id.as_str(),
+                serde_json::json!({"reason": reason, "why": why}),
+            )
+            .await;
+        Ok(())
+    }
+}
