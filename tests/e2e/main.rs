@@ -9,6 +9,7 @@ mod chaos;
 mod chaos_receiver;
 mod crash;
 mod delivery;
+mod health;
 mod observability;
 mod replay;
 mod restart;

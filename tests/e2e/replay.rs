@@ -79,15 +79,7 @@ impl Stack {
     }
 
     fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self
-            .api
-            .client
-            .get(format!("{}{path}", self.api.base))
-            .bearer_auth(&self.api.token)
-            .send()
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(serde_json::Value::Null))
+        self.api.get(path)
     }
 
     /// Waits until the DLQ holds `n` pending dead letters of `endpoint`.

@@ -336,6 +336,20 @@ impl Api {
         (status, resp.json().unwrap_or(serde_json::Value::Null))
     }
 
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn patch(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(self.client.patch(format!("{}{path}", self.base)).json(body))
+    }
+
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, serde_json::Value) {
+        let resp = req.bearer_auth(&self.token).send().expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(serde_json::Value::Null))
+    }
+
     /// Creates an endpoint; returns (id, secret).
     pub fn create_endpoint(&self, url: &str, types: &[&str]) -> (String, String) {
         let (status, body) = self.post(

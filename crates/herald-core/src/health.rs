@@ -70,6 +70,20 @@ impl Health {
         }
     }
 
+    /// Takes `failing_since` from the endpoint's persisted state after someone else changed
+    /// it (an admin re-enabled it, another dispatcher declared it failing). `None` starts
+    /// over: no run of failures, so the disable period counts from the next failure.
+    pub fn adopt(&mut self, failing_since: Option<UnixMillis>) {
+        if self.failing_since == failing_since {
+            return;
+        }
+        self.failing_since = failing_since;
+        self.run_since = failing_since;
+        if failing_since.is_none() {
+            self.consecutive_failures = 0;
+        }
+    }
+
     /// Records one attempt's result at `now`.
     pub fn record(
         &mut self,
@@ -224,6 +238,22 @@ mod tests {
         assert_eq!(h.record(false, 5 * DAY, "500", &p), Transition::Disable);
         let mut h = Health::resumed(Some(0));
         assert_eq!(h.record(true, DAY, "", &p), Transition::Recovered);
+    }
+
+    #[test]
+    fn adopting_a_reset_starts_the_period_over() {
+        let p = policy(1, 5 * DAY);
+        let mut h = Health::default();
+        assert_eq!(h.record(false, 0, "500", &p), Transition::StartedFailing);
+        h.adopt(None); // re-enabled by an admin
+        assert!(h.is_healthy());
+        assert_eq!(
+            h.record(false, 6 * DAY, "500", &p),
+            Transition::StartedFailing
+        );
+        assert_eq!(h.failing_since, Some(6 * DAY), "not disabled at once");
+        h.adopt(Some(DAY)); // another dispatcher saw it fail earlier
+        assert_eq!(h.record(false, 6 * DAY + 1, "500", &p), Transition::Disable);
     }
 
     #[test]

@@ -183,9 +183,10 @@ impl Deliverer {
                 output.excerpt,
             ))
             .await?;
+        // The endpoint as the view has it now (it may have changed during the attempt).
+        let current = self.endpoints.get(&endpoint_id).unwrap_or(entry);
         let transition = self.health.record(
-            &endpoint_id,
-            entry.endpoint.failing_since,
+            &current,
             output.result.is_success(),
             output.result.class(),
             &output.error,

@@ -4,12 +4,23 @@
 
 use herald_core::health::{Health, HealthPolicy, Transition};
 use herald_core::ids::EndpointId;
+use herald_kafka::endpoints::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+/// One endpoint's health and the persisted state it was last reconciled with.
+struct Tracked {
+    health: Health,
+    /// (version, updated_at) of the endpoint state this process last saw or wrote. A newer
+    /// version, or the same version written by someone else, means the endpoint changed
+    /// elsewhere, and its `failing_since` is adopted. Older states (an attempt that read the
+    /// view before this process's own write) are ignored.
+    seen: (u64, i64),
+}
+
 /// Health of every endpoint this dispatcher delivered to.
 pub struct HealthBook {
-    book: Mutex<HashMap<EndpointId, Health>>,
+    book: Mutex<HashMap<EndpointId, Tracked>>,
     labelled: Mutex<HashSet<EndpointId>>,
     label_limit: usize,
     policy: HealthPolicy,
@@ -26,21 +37,31 @@ impl HealthBook {
         }
     }
 
-    /// Records an attempt; `failing_since` is the endpoint's persisted state, used when this
-    /// process has not seen the endpoint yet (after a restart).
+    /// Records an attempt on `state`, the endpoint as the view has it now: its persisted
+    /// `failing_since` seeds the health of an endpoint this process has not seen yet (after
+    /// a restart) and is adopted when someone else changed the endpoint since.
     pub fn record(
         &self,
-        endpoint: &EndpointId,
-        failing_since: Option<i64>,
+        state: &Entry,
         success: bool,
         class: &str,
         error: &str,
         now: i64,
     ) -> Transition {
+        let endpoint = &state.endpoint.id;
+        let identity = (state.version, state.endpoint.updated_at);
         let mut book = self.book.lock().expect("health lock");
-        let health = book
-            .entry(endpoint.clone())
-            .or_insert_with(|| Health::resumed(failing_since));
+        let tracked = book.entry(endpoint.clone()).or_insert_with(|| Tracked {
+            health: Health::resumed(state.endpoint.failing_since),
+            seen: identity,
+        });
+        let changed_elsewhere = identity.0 > tracked.seen.0
+            || (identity.0 == tracked.seen.0 && identity.1 != tracked.seen.1);
+        if changed_elsewhere {
+            tracked.health.adopt(state.endpoint.failing_since);
+            tracked.seen = identity;
+        }
+        let health = &mut tracked.health;
         let transition = health.record(success, now, error, &self.policy);
         let label = self.label(endpoint);
         metrics::gauge!("herald_endpoint_consecutive_failures", "endpoint_id" => label.clone())
@@ -60,7 +81,7 @@ impl HealthBook {
         if let Some(kind) = kind {
             metrics::counter!("herald_endpoint_transitions_total", "kind" => kind).increment(1);
         }
-        let failing = book.values().filter(|h| !h.is_healthy()).count();
+        let failing = book.values().filter(|t| !t.health.is_healthy()).count();
         metrics::gauge!("herald_endpoints", "state" => "failing").set(failing as f64);
         transition
     }
@@ -71,7 +92,7 @@ impl HealthBook {
             .lock()
             .expect("health lock")
             .get(endpoint)
-            .is_none_or(Health::is_healthy)
+            .is_none_or(|t| t.health.is_healthy())
     }
 
     /// A copy of an endpoint's health, if this process delivered to it.
@@ -80,7 +101,16 @@ impl HealthBook {
             .lock()
             .expect("health lock")
             .get(endpoint)
-            .cloned()
+            .map(|t| t.health.clone())
+    }
+
+    /// Notes the state this process just wrote for the endpoint, so it is not mistaken for
+    /// someone else's change.
+    pub fn wrote(&self, state: &Entry) {
+        let mut book = self.book.lock().expect("health lock");
+        if let Some(tracked) = book.get_mut(&state.endpoint.id) {
+            tracked.seen = (state.version, state.endpoint.updated_at);
+        }
     }
 
     fn label(&self, endpoint: &EndpointId) -> String {
@@ -99,6 +129,8 @@ impl HealthBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::endpoint::Endpoint;
+    use std::sync::Arc;
 
     #[test]
     fn seeds_from_persisted_state_and_reports_transitions() {
@@ -107,28 +139,96 @@ mod tests {
             disable_after_ms: 1_000,
         };
         let book = HealthBook::new(policy, 1);
-        let a = EndpointId::generate(1);
+        let a = entry(1, 1, 0, Some(0));
         assert_eq!(
-            book.record(&a, Some(0), false, "5xx", "500", 1_000),
+            book.record(&a, false, "5xx", "500", 1_000),
             Transition::Disable
         );
-        let b = EndpointId::generate(2);
-        assert_eq!(
-            book.record(&b, None, false, "timeout", "t", 4),
-            Transition::None
+        let b = entry(2, 1, 0, None);
+        assert_eq!(book.record(&b, false, "timeout", "t", 4), Transition::None);
+        assert!(
+            book.is_healthy(&b.endpoint.id),
+            "one failure is below failing_after"
         );
-        assert!(book.is_healthy(&b), "one failure is below failing_after");
         assert_eq!(
-            book.record(&b, None, false, "timeout", "t", 5),
+            book.record(&b, false, "timeout", "t", 5),
             Transition::StartedFailing
         );
-        assert!(!book.is_healthy(&b));
+        assert!(!book.is_healthy(&b.endpoint.id));
+        assert_eq!(book.record(&b, true, "2xx", "", 6), Transition::Recovered);
+        assert_eq!(book.get(&b.endpoint.id).unwrap().consecutive_failures, 0);
         assert_eq!(
-            book.record(&b, None, true, "2xx", "", 6),
-            Transition::Recovered
+            book.label(&b.endpoint.id),
+            "other",
+            "beyond the label limit"
         );
-        assert_eq!(book.get(&b).unwrap().consecutive_failures, 0);
-        assert_eq!(book.label(&b), "other", "beyond the label limit");
-        assert_eq!(book.label(&a), a.to_string());
+        assert_eq!(book.label(&a.endpoint.id), a.endpoint.id.to_string());
+    }
+
+    #[test]
+    fn a_change_by_someone_else_is_adopted_and_old_or_own_states_are_not() {
+        let policy = HealthPolicy {
+            failing_after: 1,
+            disable_after_ms: 1_000,
+        };
+        let book = HealthBook::new(policy, 10);
+        let before = entry(3, 1, 10, None);
+        assert_eq!(
+            book.record(&before, false, "5xx", "500", 0),
+            Transition::StartedFailing
+        );
+        // This process writes version 2 with failing_since = 0.
+        let written = Entry {
+            version: 2,
+            endpoint: Arc::new(Endpoint {
+                failing_since: Some(0),
+                updated_at: 20,
+                ..(*before.endpoint).clone()
+            }),
+        };
+        book.wrote(&written);
+        assert_eq!(
+            book.record(&written, false, "5xx", "500", 500),
+            Transition::None
+        );
+        // An attempt that read the view before the write: its old state is not adopted.
+        assert_eq!(
+            book.record(&before, false, "5xx", "500", 600),
+            Transition::None
+        );
+        assert!(!book.is_healthy(&before.endpoint.id));
+        // An admin re-enables it (version 3, failing_since reset): the period starts over.
+        let reenabled = entry(3, 3, 30, None);
+        let reenabled = Entry {
+            endpoint: Arc::new(Endpoint {
+                id: before.endpoint.id.clone(),
+                ..(*reenabled.endpoint).clone()
+            }),
+            ..reenabled
+        };
+        assert_eq!(
+            book.record(&reenabled, false, "5xx", "500", 5_000),
+            Transition::StartedFailing,
+            "not disabled although the first failure was 5 s ago"
+        );
+    }
+
+    fn entry(n: i64, version: u64, updated_at: i64, failing_since: Option<i64>) -> Entry {
+        Entry {
+            version,
+            endpoint: Arc::new(Endpoint {
+                id: EndpointId::generate(n),
+                url: "https://example.com/hook".into(),
+                description: String::new(),
+                event_types: vec![],
+                tenant: String::new(),
+                enabled: true,
+                disabled_reason: String::new(),
+                signing_keys: vec![],
+                created_at: 0,
+                updated_at,
+                failing_since,
+            }),
+        }
     }
 }

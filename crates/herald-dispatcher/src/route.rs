@@ -115,17 +115,17 @@ impl OutcomeWriter {
         }
     }
 
-    /// Writes a new state of an endpoint (disabling it, for instance).
-    pub async fn endpoint_state(
+    /// Writes a health-only state record of an endpoint (failing since, disabled): the
+    /// configuration in `endpoint` is not written (see `health_only` in the proto).
+    pub async fn endpoint_health(
         &self,
         endpoint: &Endpoint,
         version: u64,
-        key: &herald_core::sealing::MasterKey,
     ) -> Result<v1::EndpointState, Abandoned> {
-        let state = convert::endpoint_to_state(endpoint, version, key);
+        let state = convert::endpoint_health_to_state(endpoint, version);
         self.durable_send(
             &self.topics.endpoints(),
-            endpoint.id.as_str().as_bytes(),
+            herald_kafka::endpoints::health_key(&endpoint.id).as_bytes(),
             &state.encode_to_vec(),
         )
         .await?;

@@ -1,6 +1,10 @@
 //! Endpoint health transitions made durable: the endpoint's state (`failing_since`,
 //! `enabled`), an audit record, a log line and metrics.
 //!
+//! Only health fields are written (`health_only` records): a dispatcher never writes back
+//! URL, filters or secrets it read before an admin changed them, and a health record
+//! written on top of a version that is no longer the latest is dropped by every view.
+//!
 //! Writes happen one at a time, and each one reconciles the endpoint's persisted state with
 //! what the health book says *now* rather than replaying the transition that triggered it:
 //! attempts finish concurrently, so a "started failing" may arrive after a later success
@@ -10,6 +14,7 @@
 
 use crate::deliver::Deliverer;
 use crate::route::Abandoned;
+use herald_core::endpoint::Endpoint;
 use herald_core::health::Transition;
 use herald_core::ids::EndpointId;
 
@@ -54,11 +59,7 @@ impl Deliverer {
         let mut endpoint = (*entry.endpoint).clone();
         endpoint.failing_since = health.failing_since;
         endpoint.updated_at = herald_kafka::now_ms();
-        let state = self
-            .writer
-            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
-            .await?;
-        self.endpoints.apply_local(id, Some(&state));
+        self.write_health(&endpoint, entry.version + 1).await?;
         let action = if failing {
             tracing::warn!(endpoint_id = %id, %error, consecutive_failures = health.consecutive_failures, "Endpoint started failing.");
             "endpoint.failing"
@@ -76,6 +77,17 @@ impl Deliverer {
             serde_json::json!({})
         };
         self.writer.audit(action, id.as_str(), detail).await;
+        Ok(())
+    }
+
+    /// Writes the health fields of `endpoint` as `version`, applies them to this process's
+    /// view and tells the health book it was this process.
+    async fn write_health(&self, endpoint: &Endpoint, version: u64) -> Result<(), Abandoned> {
+        let state = self.writer.endpoint_health(endpoint, version).await?;
+        self.endpoints.apply_local(&endpoint.id, Some(&state));
+        if let Some(entry) = self.endpoints.get(&endpoint.id) {
+            self.health.wrote(&entry);
+        }
         Ok(())
     }
 
@@ -98,11 +110,7 @@ impl Deliverer {
         endpoint.disabled_reason = reason.to_owned();
         endpoint.updated_at = herald_kafka::now_ms();
         tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");
-        let state = self
-            .writer
-            .endpoint_state(&endpoint, entry.version + 1, self.endpoints.master_key())
-            .await?;
-        self.endpoints.apply_local(&endpoint.id, Some(&state));
+        self.write_health(&endpoint, entry.version + 1).await?;
         metrics::counter!("herald_endpoint_disabled_total", "reason" => reason.to_owned())
             .increment(1);
         self.writer

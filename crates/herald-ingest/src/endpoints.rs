@@ -276,6 +276,12 @@ pub async fn delete(
     if state.endpoints.get(&id).is_none() {
         return Err(ApiError::not_found(format!("no endpoint {id}")));
     }
+    // The health records first: if the second write fails, nothing is deleted yet.
+    let health_key = herald_kafka::endpoints::health_key(&id);
+    state
+        .producer
+        .send_tombstone(&state.topics.endpoints(), health_key.as_bytes())
+        .await?;
     state
         .producer
         .send_tombstone(&state.topics.endpoints(), id.as_str().as_bytes())

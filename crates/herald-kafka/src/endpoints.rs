@@ -39,15 +39,22 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
         move |state: &mut EndpointsState, record_key: &[u8], value: Option<&[u8]>| {
             let value = value.filter(|v| !v.is_empty());
             let Some(value) = value else {
+                // A tombstone of the endpoint (a health key's tombstone names no endpoint id).
                 if let Ok(id) = EndpointId::parse(&String::from_utf8_lossy(record_key)) {
                     state.by_id.remove(&id);
                 }
                 return;
             };
-            let decoded =
-                herald_proto::decode::<v1::EndpointState>("endpoint", value).and_then(|record| {
-                    Ok((convert::endpoint_from_state(&record, &key)?, record.version))
-                });
+            let decoded = herald_proto::decode::<v1::EndpointState>("endpoint", value);
+            if let Ok(record) = decoded.as_ref() {
+                if record.health_only {
+                    apply_health(state, record);
+                    return;
+                }
+            }
+            let decoded = decoded.and_then(|record| {
+                Ok((convert::endpoint_from_state(&record, &key)?, record.version))
+            });
             match decoded {
                 Ok((endpoint, version)) => {
                     let current = state.by_id.get(&endpoint.id).map(|e| e.version);
@@ -68,6 +75,39 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
             }
         },
     )
+}
+
+/// The record key of an endpoint's health records. Not the endpoint id: compaction keeps
+/// the latest record per key, and a health record must never replace the configuration. The
+/// topic has one partition, so health and configuration records keep their relative order.
+pub fn health_key(id: &EndpointId) -> String {
+    format!("{id}/health")
+}
+
+/// A dispatcher's health record: merged into the current endpoint when it was written on
+/// top of exactly the current version; dropped otherwise (an admin change came in between,
+/// or the endpoint is gone). Every view folds the same log in the same order, so every view
+/// drops or merges the same records.
+fn apply_health(state: &mut EndpointsState, record: &v1::EndpointState) {
+    let Ok(id) = EndpointId::parse(&record.id) else {
+        state.unreadable += 1;
+        return;
+    };
+    let Some(current) = state.by_id.get(&id) else {
+        return;
+    };
+    if record.version != current.version + 1 {
+        tracing::debug!(endpoint_id = %id, version = record.version, current = current.version, "Stale endpoint health record dropped.");
+        return;
+    }
+    let endpoint = convert::endpoint_with_health(&current.endpoint, record);
+    state.by_id.insert(
+        id,
+        Entry {
+            endpoint: Arc::new(endpoint),
+            version: record.version,
+        },
+    );
 }
 
 impl EndpointsView {
@@ -137,5 +177,108 @@ impl EndpointsView {
         let bytes = record.map(prost::Message::encode_to_vec);
         self.view
             .apply_local(id.as_str().as_bytes(), bytes.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::endpoint::SigningKey;
+    use herald_core::signing::Secret;
+    use prost::Message as _;
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint {
+            id: EndpointId::generate(7),
+            url: url.into(),
+            description: String::new(),
+            event_types: vec!["stock.*".into()],
+            tenant: String::new(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![SigningKey {
+                secret: Secret::generate(),
+                expires_at: None,
+            }],
+            created_at: 1,
+            updated_at: 1,
+            failing_since: None,
+        }
+    }
+
+    fn apply(state: &mut EndpointsState, key: &MasterKey, record: &v1::EndpointState) {
+        let bytes = record.encode_to_vec();
+        fold(key.clone())(state, record.id.as_bytes(), Some(&bytes));
+    }
+
+    #[test]
+    fn a_health_record_changes_health_and_nothing_else() {
+        let key = MasterKey::from_bytes([1; 32]);
+        let mut state = EndpointsState::default();
+        let config = endpoint("https://a.example/hook");
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&config, 1, &key),
+        );
+        let mut health = config.clone();
+        health.url = "https://stale.example/ignored".into();
+        health.failing_since = Some(50);
+        health.updated_at = 60;
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_health_to_state(&health, 2),
+        );
+        let entry = state.by_id[&config.id].clone();
+        assert_eq!(entry.version, 2);
+        assert_eq!(entry.endpoint.failing_since, Some(50));
+        assert_eq!(
+            entry.endpoint.url, "https://a.example/hook",
+            "config untouched"
+        );
+        assert_eq!(entry.endpoint.signing_keys, config.signing_keys);
+    }
+
+    #[test]
+    fn a_health_record_written_over_an_older_version_is_dropped() {
+        let key = MasterKey::from_bytes([1; 32]);
+        let mut state = EndpointsState::default();
+        let v1_config = endpoint("https://a.example/hook");
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&v1_config, 1, &key),
+        );
+        // An admin re-enables / edits (version 2) while the dispatcher computed version 2 too.
+        let mut edited = v1_config.clone();
+        edited.url = "https://b.example/hook".into();
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&edited, 2, &key),
+        );
+        let mut disabled = v1_config.clone();
+        disabled.enabled = false;
+        disabled.disabled_reason = "failing".into();
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_health_to_state(&disabled, 2),
+        );
+        let entry = state.by_id[&v1_config.id].clone();
+        assert!(
+            entry.endpoint.enabled,
+            "the stale disable lost to the admin's change"
+        );
+        assert_eq!(entry.endpoint.url, "https://b.example/hook");
+        // And a health record for an endpoint that is gone changes nothing.
+        let gone = endpoint("https://c.example/hook");
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_health_to_state(&gone, 1),
+        );
+        assert!(!state.by_id.contains_key(&gone.id));
     }
 }

@@ -68,6 +68,33 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
         updated_at_ms: endpoint.updated_at,
         version,
         failing_since_ms: endpoint.failing_since.unwrap_or(0),
+        health_only: false,
+    }
+}
+
+/// A dispatcher's health record for `endpoint`: enabled, why disabled, failing since, as
+/// the next `version`; no configuration and no secrets (see `health_only` in the proto).
+pub fn endpoint_health_to_state(endpoint: &Endpoint, version: u64) -> v1::EndpointState {
+    v1::EndpointState {
+        id: endpoint.id.to_string(),
+        enabled: endpoint.enabled,
+        disabled_reason: endpoint.disabled_reason.clone(),
+        updated_at_ms: endpoint.updated_at,
+        version,
+        failing_since_ms: endpoint.failing_since.unwrap_or(0),
+        health_only: true,
+        ..Default::default()
+    }
+}
+
+/// `current` with the health fields of a health-only `record` (the rest unchanged).
+pub fn endpoint_with_health(current: &Endpoint, record: &v1::EndpointState) -> Endpoint {
+    Endpoint {
+        enabled: record.enabled,
+        disabled_reason: record.disabled_reason.clone(),
+        updated_at: record.updated_at_ms,
+        failing_since: (record.failing_since_ms > 0).then_some(record.failing_since_ms),
+        ..current.clone()
     }
 }
 
