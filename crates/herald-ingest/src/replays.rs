@@ -32,13 +32,15 @@ use herald_replay::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What the replay routes need beyond [`IngestState`].
-struct Context {
+/// What the replay routes need beyond the rest of [`IngestState`]: the Kafka settings, the
+/// shortest retry tier (where re-driven tasks go), and the replay runs view (started on first
+/// use).
+pub struct ReplayContext {
     kafka: KafkaConfig,
     tier: Duration,
     runs: tokio::sync::OnceCell<RunsView>,
@@ -48,19 +50,23 @@ struct Context {
     shutdown: CancellationToken,
 }
 
-static CONTEXT: OnceLock<Context> = OnceLock::new();
-
-/// Installs the Kafka settings and the shortest retry tier (where re-driven tasks go) for the
-/// replay routes. Call once at start; later calls are ignored.
-pub fn configure(kafka: KafkaConfig, shortest_tier: Duration) {
-    let _ = CONTEXT.set(Context {
-        kafka,
-        tier: shortest_tier,
-        runs: tokio::sync::OnceCell::new(),
-        running: Arc::default(),
-        views: TaskTracker::new(),
-        shutdown: CancellationToken::new(),
-    });
+impl ReplayContext {
+    /// The context for `kafka`, re-driving into `shortest_tier`; its runs and views stop
+    /// with `shutdown`.
+    pub fn new(
+        kafka: KafkaConfig,
+        shortest_tier: Duration,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            kafka,
+            tier: shortest_tier,
+            runs: tokio::sync::OnceCell::new(),
+            running: Arc::default(),
+            views: TaskTracker::new(),
+            shutdown,
+        })
+    }
 }
 
 /// The routes, to merge into the router.
@@ -95,8 +101,8 @@ fn api_error(err: herald_replay::Error) -> ApiError {
     }
 }
 
-async fn context() -> Result<(&'static Context, RunsView), ApiError> {
-    let context = CONTEXT.get().ok_or_else(|| {
+async fn context(state: &IngestState) -> Result<(Arc<ReplayContext>, RunsView), ApiError> {
+    let context = state.replays.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "replays_not_configured",
@@ -115,8 +121,8 @@ async fn context() -> Result<(&'static Context, RunsView), ApiError> {
     Ok((context, runs))
 }
 
-async fn replayer(state: &IngestState) -> Result<(&'static Context, Replayer), ApiError> {
-    let (context, runs) = context().await?;
+async fn replayer(state: &IngestState) -> Result<(Arc<ReplayContext>, Replayer), ApiError> {
+    let (context, runs) = context(state).await?;
     let replayer = Replayer::new(
         context.kafka.clone(),
         state.producer.clone(),
@@ -225,7 +231,7 @@ pub fn run_json(run: &v1::ReplayProgress) -> Value {
     })
 }
 
-fn spawn_run(context: &'static Context, replayer: Replayer, run: v1::ReplayProgress) {
+fn spawn_run(context: Arc<ReplayContext>, replayer: Replayer, run: v1::ReplayProgress) {
     let lock = context.running.clone();
     let shutdown = context.shutdown.clone();
     tokio::spawn(async move {
@@ -285,7 +291,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     auth::require(&state, &headers, Scope::ReplayRun)?;
-    let (_, runs) = context().await?;
+    let (_, runs) = context(&state).await?;
     let data: Vec<Value> = runs.list().iter().map(run_json).collect();
     Ok(Json(json!({"data": data})))
 }
@@ -299,7 +305,7 @@ async fn show(
     auth::require(&state, &headers, Scope::ReplayRun)?;
     let id = parse_replay_id(&id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))?;
-    let (_, runs) = context().await?;
+    let (_, runs) = context(&state).await?;
     let run = runs
         .get(id.as_str())
         .ok_or_else(|| ApiError::not_found(format!("no replay run {id}")))?;
@@ -382,7 +388,7 @@ async fn dead_letters(
     };
     filter.validate().map_err(api_error)?;
     let status = Status::parse(query.status.as_deref().unwrap_or("pending")).map_err(api_error)?;
-    let (context, runs) = context().await?;
+    let (context, runs) = context(&state).await?;
     let entries = browse::scan(&context.kafka, &runs, &filter)
         .await
         .map_err(api_error)?;
@@ -412,7 +418,7 @@ async fn dead_letter(
     auth::require(&state, &headers, Scope::DeliveriesRead)?;
     herald_core::ids::DeliveryId::parse(&delivery_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))?;
-    let (context, runs) = context().await?;
+    let (context, runs) = context(&state).await?;
     let entries = browse::scan(&context.kafka, &runs, &DlqFilter::default())
         .await
         .map_err(api_error)?;

@@ -25,6 +25,8 @@ pub struct IngestState {
     pub topics: Topics,
     pub endpoints: EndpointsView,
     pub keys: KeysView,
+    /// Replay and dead-letter routes (`None`: they answer 503 `replays_not_configured`).
+    pub replays: Option<std::sync::Arc<crate::replays::ReplayContext>>,
 }
 
 /// Every route of the ingest and admin API.

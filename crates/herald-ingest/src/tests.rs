@@ -72,6 +72,7 @@ fn fixture() -> Fixture {
         topics: kafka.topics(),
         endpoints,
         keys,
+        replays: None,
     };
     Fixture {
         state,

@@ -57,7 +57,6 @@ fn stopped_while_starting(err: &anyhow::Error) -> bool {
 
 async fn run(cli: Cli) -> Result<()> {
     let config = HeraldConfig::load(cli.config.as_deref(), std::env::vars())?;
-    replay_cmd::configure_api(&config, &cli.command);
     match cli.command {
         Command::Dev(args) => dev::run(config, args, observability::init_metrics()?).await,
         Command::Broker(args) => run_broker(config, args).await,

@@ -502,28 +502,3 @@ impl Progress {
         }
     }
 }
-
-/// Gives the admin API's replay routes their Kafka settings and the shortest retry tier, for
-/// the commands that serve the API (`dev`, `ingest`).
-pub fn configure_api(config: &HeraldConfig, command: &crate::cli::Command) {
-    use crate::cli::Command;
-    let mut kafka = config.kafka.clone();
-    match command {
-        Command::Dev(args) => {
-            kafka.brokers = args
-                .kafka
-                .clone()
-                .unwrap_or_else(|| args.broker_listen.to_string());
-        }
-        Command::Ingest => {}
-        _ => return,
-    }
-    if let Some(tier) = config
-        .dispatcher
-        .retry_policy()
-        .ok()
-        .and_then(|p| p.tiers().first().copied())
-    {
-        herald_ingest::replays::configure(kafka, tier);
-    }
-}

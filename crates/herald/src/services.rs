@@ -69,12 +69,21 @@ pub async fn start_ingest(
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
+    let replays = policy.tiers().first().map(|shortest| {
+        herald_ingest::replays::ReplayContext::new(
+            config.kafka.clone(),
+            *shortest,
+            shutdown.clone(),
+        )
+    });
     let state = IngestState {
         config: config.ingest.clone(),
         producer: shared.producer.clone(),
         topics: config.kafka.topics(),
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
+        replays,
     };
     herald_ingest::ensure_bootstrap_key(&state)
         .await
