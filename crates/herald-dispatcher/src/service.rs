@@ -134,10 +134,14 @@ pub async fn run(
         tasks.wait().await;
     }
     for consumer in [events, retries] {
-        let consumer = consumer.clone();
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-                .await;
+        // Off the async workers: the commit, and closing the consumer when this is the last
+        // reference, wait for the broker, which `herald dev` runs on these same workers.
+        let committed = tokio::task::spawn_blocking(move || {
+            let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            drop(consumer);
+            committed
+        })
+        .await;
         if let Ok(Err(err)) = committed {
             tracing::debug!(error = %err, "Final commit had nothing to commit or failed.");
         }

@@ -73,10 +73,12 @@ pub async fn run(mut config: HeraldConfig, args: DevArgs, metrics: PrometheusHan
     let dispatched = services::run_dispatcher(&config, &shared, shutdown.clone()).await;
     shutdown.cancel();
     let _ = ingest.await;
+    tracing::info!("Ingest stopped.");
     services::finish(shared, config.shutdown_deadline).await;
     if let Some(broker) = embedded {
         broker.stop();
     }
+    tracing::info!("herald dev stopped.");
     dispatched?;
     println!("herald: stopped");
     Ok(())

@@ -27,7 +27,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Dropping the runtime would wait without limit for blocking tasks (a librdkafka call
+    // waiting on a broker that is gone); the services have drained by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) if stopped_while_starting(&err) => {
             // SIGTERM/SIGINT before start-up finished: nothing was consumed, a clean stop.
