@@ -136,3 +136,46 @@ fn sigterm_of_the_dispatcher_loses_nothing_and_duplicates_nothing() {
     let (_, duplicates) = deliver_through_restarts("sigterm", "TERM");
     assert_eq!(duplicates, 0, "a drained stop re-sends nothing");
 }
+
+#[test]
+fn sigterm_while_the_broker_is_down_still_exits() {
+    // Deliveries hang at the receiver, then the broker goes away: the drain can write no
+    // outcome. The dispatcher must still exit (bounded by shutdown_deadline + the stop grace),
+    // and a restart against the returned broker delivers everything: nothing was committed
+    // that was not done.
+    let receiver = ChaosReceiver::start(Arc::new(|_, seen| {
+        if seen == 0 {
+            Act::Hang(Duration::from_secs(3))
+        } else {
+            Act::Answer(200, Duration::ZERO)
+        }
+    }));
+    let mut stack = Stack::start("stuckstop", &[("HERALD_SHUTDOWN_DEADLINE", "2s")]);
+    stack
+        .api
+        .create_endpoint(&format!("http://{}/hook", receiver.addr), &[]);
+    let accepted: HashSet<String> = stack.post_events(50, "stock.moved").into_iter().collect();
+    wait_until("deliveries in flight", Duration::from_secs(60), || {
+        receiver.hits().len() >= 10
+    });
+    stack.stop_broker();
+    let stopping = std::time::Instant::now();
+    let code = stack.stop_dispatcher("TERM");
+    assert!(
+        code.is_some(),
+        "the dispatcher exited although the broker is gone"
+    );
+    eprintln!(
+        "stuck stop: exit {code:?} after {:.1} s",
+        stopping.elapsed().as_secs_f64()
+    );
+    stack.restart_broker();
+    stack.start_dispatcher();
+    wait_until(
+        "every accepted event delivered after the restart",
+        Duration::from_secs(120),
+        || receiver.delivered().iter().collect::<HashSet<_>>().len() >= accepted.len(),
+    );
+    let delivered: HashSet<String> = receiver.delivered().into_iter().collect();
+    assert_eq!(delivered, accepted);
+}

@@ -25,7 +25,7 @@ fn load_or_create(file: &Path, make: impl FnOnce() -> String) -> Result<String> 
 /// Runs `herald dev`.
 pub async fn run(mut config: HeraldConfig, args: DevArgs, metrics: PrometheusHandle) -> Result<()> {
     let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone());
+    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }

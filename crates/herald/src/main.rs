@@ -83,7 +83,7 @@ async fn run_broker(config: HeraldConfig, args: cli::BrokerArgs) -> Result<()> {
         dir.display()
     );
     let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone());
+    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
     tokio::select! {
         _ = shutdown.cancelled() => { broker.stop(); Ok(()) }
         result = broker.wait() => result.and_then(|_| anyhow::bail!("broker stopped unexpectedly")),
@@ -93,7 +93,7 @@ async fn run_broker(config: HeraldConfig, args: cli::BrokerArgs) -> Result<()> {
 async fn run_ingest(config: HeraldConfig) -> Result<()> {
     let metrics = observability::init_metrics()?;
     let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone());
+    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
     services::provision(&config, &shutdown).await?;
     let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
     let ingest = services::start_ingest(&config, &shared, metrics, shutdown.clone()).await?;
@@ -105,7 +105,7 @@ async fn run_ingest(config: HeraldConfig) -> Result<()> {
 async fn run_dispatch(config: HeraldConfig) -> Result<()> {
     let metrics = observability::init_metrics()?;
     let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone());
+    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
     services::provision(&config, &shutdown).await?;
     let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
     let listener = tokio::net::TcpListener::bind(config.metrics_listen)

@@ -202,7 +202,7 @@ pub async fn run(config: HeraldConfig, action: ReplayAction) -> Result<()> {
         None => None,
     };
     let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone());
+    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
     let (replayer, shared) = open(&config, &shutdown).await?;
     let result = match action {
         ReplayAction::Dlq(_) | ReplayAction::Events(_) => {

@@ -159,8 +159,16 @@ pub async fn finish(shared: Shared, deadline: Duration) {
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.views.wait()).await;
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-pub fn cancel_on_signal(token: CancellationToken) {
+/// How long a stop may run past `shutdown_deadline` (abandoning work, final commits, the
+/// producer flush) before the process exits anyway.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Cancels `token` on SIGINT or SIGTERM. If the process is still stopping `deadline` +
+/// [`STOP_GRACE`] after the signal (something hangs: a saturated broker, a client call that
+/// does not return), it exits with status 1. That is what an orchestrator's SIGKILL would
+/// do a little later, and like it, it loses nothing: work whose outcome was not written is
+/// not committed and is done again by the next start.
+pub fn cancel_on_signal(token: CancellationToken, deadline: Duration) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
@@ -175,5 +183,15 @@ pub fn cancel_on_signal(token: CancellationToken) {
             _ = int.recv() => tracing::info!("SIGINT: draining."),
         }
         token.cancel();
+        // A plain thread: it must fire even if every async worker is stuck.
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline + STOP_GRACE);
+            tracing::error!(
+                waited_s = (deadline + STOP_GRACE).as_secs(),
+                "Still stopping past shutdown_deadline; exiting now (uncommitted work is redone at the next start)."
+            );
+            eprintln!("herald: still stopping past shutdown_deadline; exiting");
+            std::process::exit(1);
+        });
     });
 }
