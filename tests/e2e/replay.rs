@@ -238,13 +238,20 @@ fn interrupted_replay_resumes_and_redrives_each_dead_letter_exactly_once() {
 
     let mut replay = Proc::spawn(
         "replay-killed",
-        &["replay", "dlq", "--yes", "--rate", "4/s"],
+        &["replay", "dlq", "--yes", "--rate", "1/s"],
         &stack.env,
         stack.path(),
     );
     let line = replay.wait_line("herald: replay rpl_", MINUTE);
     let id = format!("rpl_{}", line.trim_end_matches(" started"));
     receiver.wait_delivered("/hook", 5, MINUTE);
+    // A second replay while this one runs is refused before it writes anything.
+    let (code, _, stderr) = stack.cli("replay-concurrent", &["replay", "dlq", "--yes"]);
+    assert_ne!(code, Some(0), "a second replay must wait: {stderr}");
+    assert!(
+        stderr.contains(&format!("replay {id} is running")),
+        "{stderr}"
+    );
     replay.signal("KILL");
     replay.wait_exit(MINUTE);
     let before = stack.redriven(&id).len();

@@ -71,12 +71,11 @@ impl Stack {
         assert!(self.dispatcher.is_none(), "a dispatcher is already running");
         self.dispatcher_runs += 1;
         let name = format!("dispatcher-{}", self.dispatcher_runs);
-        self.dispatcher = Some(Proc::spawn(
-            &name,
-            &["dispatch"],
-            &self.env,
-            self.dir.path(),
-        ));
+        let mut dispatcher = Proc::spawn(&name, &["dispatch"], &self.env, self.dir.path());
+        // Up (signal handlers installed, views caught up) before a test may signal it: a
+        // SIGTERM in the first milliseconds of a process still has the default action.
+        dispatcher.wait_line("herald: dispatcher metrics", Duration::from_secs(120));
+        self.dispatcher = Some(dispatcher);
     }
 
     /// Sends `signal` to the dispatcher and waits for it to exit; returns its exit code.

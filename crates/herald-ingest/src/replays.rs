@@ -89,6 +89,7 @@ fn api_error(err: herald_replay::Error) -> ApiError {
             err.to_string(),
         ),
         E::UnknownRun(_) => ApiError::not_found(err.to_string()),
+        E::Busy { .. } => ApiError::new(StatusCode::CONFLICT, "replay_running", err.to_string()),
         E::NotResumable { .. } => {
             ApiError::new(StatusCode::CONFLICT, "not_resumable", err.to_string())
         }

@@ -26,6 +26,10 @@ pub enum Error {
     /// Kafka refused or was unreachable. Retry later; a started run is resumable.
     #[error(transparent)]
     Kafka(#[from] herald_kafka::Error),
+    /// Another replay run holds the replay lock (one run re-drives at a time). Nothing was
+    /// re-driven by this request.
+    #[error("replay {owner} is running (it holds the replay lock until {}); wait for it to finish, or resume it if its process died", crate::filter::format_instant(*until_ms))]
+    Busy { owner: String, until_ms: i64 },
     /// Shutting down: a started run stopped where it was and is resumable.
     #[error("interrupted; resume with `herald replay resume <id>`")]
     Interrupted,

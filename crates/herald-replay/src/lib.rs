@@ -27,6 +27,7 @@
 pub mod browse;
 pub mod error;
 pub mod filter;
+pub mod lock;
 pub mod rate;
 pub mod run;
 pub mod scan;

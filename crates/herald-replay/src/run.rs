@@ -281,6 +281,8 @@ impl Replayer {
             planned: plan.to_redrive,
             ..Default::default()
         };
+        // One run at a time, across processes: refused here, before anything is written.
+        self.store.lock(&id).await?;
         self.store.put_run(&run).await?;
         self.store
             .audit(
@@ -346,7 +348,15 @@ impl Replayer {
         report: &(dyn Fn(&v1::ReplayProgress) + Send + Sync),
         shutdown: &CancellationToken,
     ) -> Result<v1::ReplayProgress> {
+        // Taken by `create` already; a resumed run takes it (back) here.
+        self.store.lock(&run.id).await?;
+        let renewing = CancellationToken::new();
+        self.store.keep_lock(&run.id, renewing.clone());
         let result = self.execute_inner(&mut run, report, shutdown).await;
+        renewing.cancel();
+        if let Err(err) = self.store.unlock(&run.id).await {
+            tracing::warn!(replay_id = %run.id, error = %err, "Replay lock not released; it expires within a minute.");
+        }
         match &result {
             Ok(()) => {
                 run.state = "finished".into();

@@ -1,6 +1,6 @@
-//! Replay state in `replays.v1` (compacted): run records (`run/<id>`) and re-drive markers
-//! (`dlq/<partition>/<offset>`), folded into a live view, plus the writes that keep it and the
-//! audit trail.
+//! Replay state in `replays.v1` (compacted): run records (`run/<id>`), re-drive markers
+//! (`dlq/<partition>/<offset>`) and the replay lock (`lock`, see [`crate::lock`]), folded
+//! into a live view, plus the writes that keep it and the audit trail.
 
 use crate::Result;
 use herald_core::topics::Topics;
@@ -32,6 +32,8 @@ fn parse_marker_key(key: &str) -> Option<(i32, i64)> {
 pub struct RunsState {
     pub runs: HashMap<String, v1::ReplayProgress>,
     pub markers: HashMap<(i32, i64), v1::RedriveMarker>,
+    /// Who holds the replay lock (possibly expired).
+    pub lock: Option<v1::ReplayLock>,
 }
 
 fn fold() -> Apply<RunsState> {
@@ -54,6 +56,12 @@ fn fold() -> Apply<RunsState> {
                     }
                 }
                 Some(Err(err)) => tracing::warn!(%key, error = %err, "Unreadable replay run."),
+            }
+        } else if key == crate::lock::LOCK_KEY {
+            match value.map(|v| herald_proto::decode::<v1::ReplayLock>("replay lock", v)) {
+                None => state.lock = None,
+                Some(Ok(record)) => crate::lock::fold(state, &record),
+                Some(Err(err)) => tracing::warn!(%key, error = %err, "Unreadable replay lock."),
             }
         } else if let Some(position) = parse_marker_key(&key) {
             match value.map(|v| herald_proto::decode::<v1::RedriveMarker>("marker", v)) {
@@ -103,6 +111,11 @@ impl RunsView {
     pub fn marker(&self, partition: i32, offset: i64) -> Option<v1::RedriveMarker> {
         self.view
             .read(|s| s.markers.get(&(partition, offset)).cloned())
+    }
+
+    /// The replay lock as the log decided it so far (possibly expired).
+    pub fn lock(&self) -> Option<v1::ReplayLock> {
+        self.view.read(|s| s.lock.clone())
     }
 
     fn apply_local(&self, key: &str, value: &[u8]) {
