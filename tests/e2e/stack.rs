@@ -158,6 +158,22 @@ impl Stack {
     }
 }
 
+/// A group-less reader on `broker` and the high watermark of each partition of `topic`.
+async fn reader_and_ends(
+    broker: SocketAddr,
+    topic: &str,
+) -> (
+    std::sync::Arc<rdkafka::consumer::StreamConsumer>,
+    std::collections::HashMap<i32, i64>,
+) {
+    let config = herald_kafka::KafkaConfig::with_brokers(broker.to_string());
+    let reader = std::sync::Arc::new(herald_kafka::consumer::reader(&config, "e2e").unwrap());
+    let ends = herald_kafka::view::high_watermarks(&reader, topic)
+        .await
+        .unwrap();
+    (reader, ends)
+}
+
 /// Reads every record value of `topic` up to its current end.
 pub fn read_topic(broker: SocketAddr, topic: &str) -> Vec<Vec<u8>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -165,11 +181,7 @@ pub fn read_topic(broker: SocketAddr, topic: &str) -> Vec<Vec<u8>> {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let config = herald_kafka::KafkaConfig::with_brokers(broker.to_string());
-        let reader = std::sync::Arc::new(herald_kafka::consumer::reader(&config, "e2e").unwrap());
-        let ends = herald_kafka::view::high_watermarks(&reader, topic)
-            .await
-            .unwrap();
+        let (reader, ends) = reader_and_ends(broker, topic).await;
         let mut list = rdkafka::TopicPartitionList::new();
         for partition in ends.keys() {
             list.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning)
@@ -205,13 +217,8 @@ pub fn committed_and_end(broker: SocketAddr, group: &str, topic: &str) -> Vec<(i
         .enable_all()
         .build()
         .unwrap();
-    let _context = runtime.enter();
-    let config = herald_kafka::KafkaConfig::with_brokers(broker.to_string());
-    let reader = std::sync::Arc::new(herald_kafka::consumer::reader(&config, "e2e").unwrap());
-    let ends = runtime
-        .block_on(herald_kafka::view::high_watermarks(&reader, topic))
-        .unwrap();
-    let group_client: BaseConsumer = config
+    let (_reader, ends) = runtime.block_on(reader_and_ends(broker, topic));
+    let group_client: BaseConsumer = herald_kafka::KafkaConfig::with_brokers(broker.to_string())
         .client_config("e2e-offsets")
         .set("group.id", group)
         .create()

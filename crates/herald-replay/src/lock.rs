@@ -55,12 +55,15 @@ impl Store {
             .await?;
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
-            match self.runs.lock() {
-                Some(l) if l.owner == owner && l.claimed_at_ms >= now => return Ok(()),
-                Some(l) if l.owner != owner && l.expires_at_ms > herald_kafka::now_ms() => {
-                    return Err(busy(l));
-                }
-                _ => {}
+            let lock = self.runs.lock();
+            if lock
+                .as_ref()
+                .is_some_and(|l| l.owner == owner && l.claimed_at_ms >= now)
+            {
+                return Ok(());
+            }
+            if let Some(other) = held_by_other(lock.as_ref(), owner, herald_kafka::now_ms()) {
+                return Err(busy(other));
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(Error::Kafka(herald_kafka::Error::Unavailable(
