@@ -199,6 +199,32 @@ pub struct Received {
     pub body: Vec<u8>,
 }
 
+impl Received {
+    /// Path, headers and body (up to 1 MiB) of a request a test receiver got.
+    async fn read(req: axum::extract::Request) -> Self {
+        let path = req.uri().path().to_owned();
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default()
+            .to_vec();
+        Self {
+            path,
+            headers,
+            body,
+        }
+    }
+}
+
 /// A loopback HTTP receiver that records everything and answers 200 (or what a test says).
 pub struct Receiver {
     pub addr: SocketAddr,
@@ -228,27 +254,9 @@ impl Receiver {
             let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
                 let sink = sink.clone();
                 async move {
-                    let path = req.uri().path().to_owned();
-                    let headers = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_owned(),
-                                v.to_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect();
-                    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                        .await
-                        .unwrap_or_default()
-                        .to_vec();
-                    let code = axum::http::StatusCode::from_u16(status(&path)).unwrap();
-                    sink.lock().unwrap().push(Received {
-                        path,
-                        headers,
-                        body,
-                    });
+                    let request = Received::read(req).await;
+                    let code = axum::http::StatusCode::from_u16(status(&request.path)).unwrap();
+                    sink.lock().unwrap().push(request);
                     (code, "ok")
                 }
             });
@@ -534,34 +542,13 @@ impl SwitchReceiver {
             let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
                 let (sink, switch) = (sink.clone(), switch.clone());
                 async move {
-                    let path = req.uri().path().to_owned();
-                    let headers = req
-                        .headers()
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                k.as_str().to_owned(),
-                                v.to_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect();
-                    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                        .await
-                        .unwrap_or_default()
-                        .to_vec();
+                    let request = Received::read(req).await;
                     let status = if switch.load(Ordering::SeqCst) {
                         500
                     } else {
                         200
                     };
-                    sink.lock().unwrap().push(Answered {
-                        request: Received {
-                            path,
-                            headers,
-                            body,
-                        },
-                        status,
-                    });
+                    sink.lock().unwrap().push(Answered { request, status });
                     axum::http::StatusCode::from_u16(status).unwrap()
                 }
             });
