@@ -14,3 +14,4 @@ mod observability;
 mod replay;
 mod restart;
 mod stack;
+mod subscribe;

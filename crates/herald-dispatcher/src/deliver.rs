@@ -17,6 +17,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The most attempt summaries a task carries (older ones stay in the attempts topic).
 const MAX_SUMMARIES: usize = 32;
+/// How long a delivery waits for the endpoints view to catch up before it goes on with
+/// what the view has (the broker is unreachable or the view is stuck).
+const VIEW_SYNC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 /// First attempts remembered to drop duplicate events (idempotent re-sends, redelivery).
 const DEDUPE_CAPACITY: usize = 200_000;
 
@@ -109,6 +112,33 @@ impl Deliverer {
             .and_then(Result::ok)
     }
 
+    /// Waits until the endpoints view holds every change acknowledged before `at_ms`, so an
+    /// endpoint created (or re-subscribed) just before an event was accepted is not missed.
+    pub async fn endpoints_synced(&self, at_ms: i64) {
+        if !self
+            .endpoints
+            .view()
+            .wait_synced(at_ms, VIEW_SYNC_PATIENCE)
+            .await
+        {
+            metrics::counter!("herald_endpoints_view_stale_total").increment(1);
+            tracing::warn!(
+                waited_s = VIEW_SYNC_PATIENCE.as_secs(),
+                "Endpoints view not confirmed current; using it as it is."
+            );
+        }
+    }
+
+    /// The endpoint of a task; a miss is double-checked against a synced view, so a delivery
+    /// is never parked as "endpoint deleted" only because this view had not read it yet.
+    async fn endpoint(&self, id: &EndpointId) -> Option<herald_kafka::endpoints::Entry> {
+        if let Some(entry) = self.endpoints.get(id) {
+            return Some(entry);
+        }
+        self.endpoints_synced(herald_kafka::now_ms()).await;
+        self.endpoints.get(id)
+    }
+
     /// Claims the delivery of a task fresh from the events topic. False when this process
     /// already started that delivery: the event is a duplicate (the same id twice in the
     /// events topic) and the first copy owns the delivery.
@@ -140,7 +170,7 @@ impl Deliverer {
                 .dead_unattempted(task, DeadReason::EndpointDeleted)
                 .await;
         };
-        let Some(entry) = self.endpoints.get(&endpoint_id) else {
+        let Some(entry) = self.endpoint(&endpoint_id).await else {
             return self
                 .dead_unattempted(task, DeadReason::EndpointDeleted)
                 .await;

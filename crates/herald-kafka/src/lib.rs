@@ -14,7 +14,8 @@
 //! - [`assign`]: group protocol or every partition by hand (the embedded broker).
 //! - [`tracker`]: ordered offset tracking per partition for concurrent processing.
 //! - [`provision`]: idempotent topic creation with cleanup policy and retention.
-//! - [`view`]: a compacted topic folded into memory, caught up at start and followed live.
+//! - [`view`]: a compacted topic folded into memory, caught up at start and followed live;
+//!   [`fresh`] tells when it holds everything acknowledged before a given moment.
 //! - [`endpoints`], [`keys`]: the two views every service holds.
 //! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
 //!   the broker reachability check behind `/readyz`.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod consumer;
 pub mod endpoints;
 pub mod error;
+pub mod fresh;
 pub mod health;
 pub mod keys;
 pub mod producer;

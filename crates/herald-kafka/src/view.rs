@@ -6,6 +6,7 @@
 //! admin API reads its own writes at once; the same record arriving from the topic later is
 //! applied again, which every fold treats as idempotent.
 
+use crate::fresh::Freshness;
 use crate::{consumer, Error, KafkaConfig, Result};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -25,6 +26,7 @@ pub struct View<S> {
     state: Arc<RwLock<S>>,
     apply: Apply<S>,
     ready: watch::Receiver<bool>,
+    fresh: Arc<Freshness>,
 }
 
 impl<S> Clone for View<S> {
@@ -34,6 +36,7 @@ impl<S> Clone for View<S> {
             state: self.state.clone(),
             apply: self.apply.clone(),
             ready: self.ready.clone(),
+            fresh: self.fresh.clone(),
         }
     }
 }
@@ -54,9 +57,11 @@ impl<S: Default + Send + Sync + 'static> View<S> {
             state,
             apply,
             ready,
+            fresh: Freshness::new(topic.clone()),
         };
         let follower = view.clone();
         let config = config.clone();
+        tasks.spawn(view.fresh.clone().run_syncs(shutdown.clone()));
         tasks.spawn(async move {
             follower.follow(config, ready_tx, shutdown).await;
         });
@@ -76,6 +81,12 @@ impl<S: Default + Send + Sync + 'static> View<S> {
     /// Whether the view has caught up with its topic since start.
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Waits until the view has applied every record its topic acknowledged before `at_ms`
+    /// (see [`crate::fresh`]), at most `patience`; false when it could not be made sure of.
+    pub async fn wait_synced(&self, at_ms: i64, patience: Duration) -> bool {
+        self.fresh.wait_synced(at_ms, patience).await
     }
 
     /// Waits until the view has caught up, at most `timeout`.
@@ -100,7 +111,9 @@ impl<S: Default + Send + Sync + 'static> View<S> {
     ) {
         let mut delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            match self.follow_once(&config, &ready, &shutdown).await {
+            let followed = self.follow_once(&config, &ready, &shutdown).await;
+            self.fresh.stopped();
+            match followed {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(topic = %self.topic, error = %err, "View lost its topic; restarting.");
@@ -121,7 +134,14 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let reader = Arc::new(consumer::reader(config, "herald-view")?);
-        let targets = high_watermarks(&reader, &self.topic).await?;
+        let marks = watermarks(&reader, &self.topic, Duration::from_secs(5)).await?;
+        if marks.is_empty() {
+            return Err(Error::Unavailable(format!(
+                "topic {} has no partitions (not provisioned?)",
+                self.topic
+            )));
+        }
+        let targets: HashMap<i32, i64> = marks.iter().map(|(p, (_, high))| (*p, *high)).collect();
         let mut assignment = TopicPartitionList::new();
         for partition in targets.keys() {
             assignment
@@ -129,6 +149,10 @@ impl<S: Default + Send + Sync + 'static> View<S> {
                 .map_err(Error::from_kafka)?;
         }
         reader.assign(&assignment).map_err(Error::from_kafka)?;
+        self.fresh.following(
+            reader.clone(),
+            marks.iter().map(|(p, (low, _))| (*p, *low)).collect(),
+        );
         let mut catch_up = CatchUp::new(targets, |_| 0);
         if catch_up.is_done() {
             ready.send_replace(true);
@@ -143,6 +167,7 @@ impl<S: Default + Send + Sync + 'static> View<S> {
                 message.key().unwrap_or_default(),
                 message.payload(),
             );
+            self.fresh.applied(message.partition(), message.offset());
             if catch_up.seen(message.partition(), message.offset()) {
                 tracing::info!(topic = %self.topic, "View caught up.");
                 ready.send_replace(true);
