@@ -100,11 +100,26 @@ impl Delivered {
         ready: &watch::Sender<bool>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let topic = kafka.topics().attempts();
         let consumer = Arc::new(reader(kafka, "herald-dispatcher-attempts")?);
-        let targets = high_watermarks(&consumer, &topic).await?;
+        let followed = self
+            .follow_with(&consumer, kafka, window, ready, shutdown)
+            .await;
+        herald_kafka::consumer::close_off_runtime(consumer).await;
+        followed
+    }
+
+    async fn follow_with(
+        &self,
+        consumer: &Arc<rdkafka::consumer::StreamConsumer>,
+        kafka: &KafkaConfig,
+        window: Duration,
+        ready: &watch::Sender<bool>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let topic = kafka.topics().attempts();
+        let targets = high_watermarks(consumer, &topic).await?;
         let since = herald_kafka::now_ms() - window.as_millis() as i64;
-        let assignment = start_offsets(&consumer, &topic, &targets, since).await?;
+        let assignment = start_offsets(consumer, &topic, &targets, since).await?;
         consumer.assign(&assignment).map_err(Error::from_kafka)?;
         let starts: HashMap<i32, i64> = assignment
             .elements()

@@ -135,6 +135,13 @@ pub fn tracked_consumer(
     Ok((consumer, tracker))
 }
 
+/// Drops a client off the async workers. Closing a consumer waits for the broker, which
+/// `herald dev` serves on these same workers: two closes at once on a 2-worker runtime could
+/// starve the broker until their timeouts.
+pub async fn close_off_runtime<C: Send + Sync + 'static>(client: Arc<C>) {
+    let _ = tokio::task::spawn_blocking(move || drop(client)).await;
+}
+
 /// A group-less consumer for reading topics by assignment (views, replay, browsing).
 pub fn reader(config: &KafkaConfig, client_id: &str) -> Result<StreamConsumer> {
     config

@@ -112,11 +112,12 @@ impl Freshness {
                 _ = self.wake.notified() => {}
             }
             while self.sync_due() {
-                if shutdown.is_cancelled() {
-                    return;
-                }
                 let started = crate::now_ms();
-                match self.sync_once().await {
+                let synced = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    synced = self.sync_once() => synced,
+                };
+                match synced {
                     Ok(true) => {
                         self.synced.send_if_modified(|s| {
                             let later = started > *s;

@@ -111,8 +111,16 @@ impl<S: Default + Send + Sync + 'static> View<S> {
     ) {
         let mut delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let followed = self.follow_once(&config, &ready, &shutdown).await;
-            self.fresh.stopped();
+            let followed = match consumer::reader(&config, "herald-view") {
+                Ok(reader) => {
+                    let reader = Arc::new(reader);
+                    let followed = self.follow_once(&reader, &ready, &shutdown).await;
+                    self.fresh.stopped();
+                    consumer::close_off_runtime(reader).await;
+                    followed
+                }
+                Err(err) => Err(err),
+            };
             match followed {
                 Ok(()) => return,
                 Err(err) => {
@@ -129,12 +137,11 @@ impl<S: Default + Send + Sync + 'static> View<S> {
 
     async fn follow_once(
         &self,
-        config: &KafkaConfig,
+        reader: &Arc<rdkafka::consumer::StreamConsumer>,
         ready: &watch::Sender<bool>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let reader = Arc::new(consumer::reader(config, "herald-view")?);
-        let marks = watermarks(&reader, &self.topic, Duration::from_secs(5)).await?;
+        let marks = watermarks(reader, &self.topic, Duration::from_secs(5)).await?;
         if marks.is_empty() {
             return Err(Error::Unavailable(format!(
                 "topic {} has no partitions (not provisioned?)",

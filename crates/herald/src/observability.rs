@@ -118,6 +118,14 @@ fn describe() {
         "herald_dlq_writes_total",
         "Deliveries parked in the dead-letter topic, by reason."
     );
+    c!(
+        "herald_view_syncs_total",
+        "Checks that a view holds everything its topic acknowledged up to a moment, by topic."
+    );
+    c!(
+        "herald_endpoints_view_stale_total",
+        "Fan-outs that went ahead after 30 s without confirming the endpoints view was current."
+    );
     g!(
         "herald_retry_held_tasks",
         "Retry tasks held in memory until due (paused retry tier partitions)."
