@@ -78,6 +78,25 @@ impl Stack {
         self.dispatcher = Some(dispatcher);
     }
 
+    /// Starts one more ingest process on the same broker; returns it and its API.
+    pub fn spawn_ingest(&self, name: &str) -> (Proc, Api) {
+        let mut ingest = Proc::spawn(name, &["ingest"], &self.env, self.dir.path());
+        let base = ingest.wait_line("herald: ingest listening on", Duration::from_secs(120));
+        let api = Api::new(base, self.api.token.clone());
+        (ingest, api)
+    }
+
+    /// Starts one more dispatcher (same group, its own instance id), not managed by the
+    /// stack: the caller signals and waits for it.
+    pub fn spawn_dispatcher(&self, name: &str) -> Proc {
+        let mut env = self.env.clone();
+        env.retain(|(k, _)| *k != "HERALD_DISPATCHER__INSTANCE_ID");
+        env.push(("HERALD_DISPATCHER__INSTANCE_ID", name.to_owned()));
+        let mut dispatcher = Proc::spawn(name, &["dispatch"], &env, self.dir.path());
+        dispatcher.wait_line("herald: dispatcher metrics", Duration::from_secs(120));
+        dispatcher
+    }
+
     /// Sends `signal` to the dispatcher and waits for it to exit; returns its exit code.
     pub fn stop_dispatcher(&mut self, signal: &str) -> Option<i32> {
         let mut dispatcher = self.dispatcher.take().expect("a dispatcher runs");

@@ -288,6 +288,14 @@ impl Receiver {
             .collect()
     }
 
+    /// The `webhook-id` of every request to `path`, in arrival order (repeats included).
+    pub fn webhook_ids(&self, path: &str) -> Vec<String> {
+        self.on(path)
+            .iter()
+            .map(|r| r.headers["webhook-id"].clone())
+            .collect()
+    }
+
     /// Waits until `path` got at least `n` requests, at most `timeout`.
     pub fn wait_for(&self, path: &str, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
@@ -349,7 +357,20 @@ impl Api {
     }
 
     pub fn patch(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        self.send(self.client.patch(format!("{}{path}", self.base)).json(body))
+        self.patch_with(path, body, &[])
+    }
+
+    pub fn patch_with(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.client.patch(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req)
     }
 
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, serde_json::Value) {

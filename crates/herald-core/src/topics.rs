@@ -68,6 +68,11 @@ impl Topics {
     pub fn replays(&self) -> String {
         format!("{}replays.v1", self.prefix)
     }
+
+    /// Leases on roles one process holds at a time, compacted (`Lease`).
+    pub fn leases(&self) -> String {
+        format!("{}leases.v1", self.prefix)
+    }
 }
 
 impl Default for Topics {

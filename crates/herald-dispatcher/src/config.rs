@@ -22,6 +22,11 @@ pub struct DispatcherConfig {
     /// `auto`: `all` on Herald's embedded broker, whose group coordinator can strand a
     /// restarted member, `group` on any other cluster.
     pub assignment: Assignment,
+    /// With `assignment = "all"`, one dispatcher per group is active and holds a lease of
+    /// this length in `leases.v1`, renewed every third of it; others stand by and take over
+    /// when it is released (clean stop: at once) or expires (crash: within this long).
+    #[serde(with = "serde_human")]
+    pub lease: Duration,
     /// Events being delivered at once (across all endpoints).
     pub max_in_flight: usize,
     /// Deliveries to one endpoint at once; further ones wait in the first retry tier.
@@ -73,6 +78,7 @@ impl DispatcherConfig {
             group: "herald-dispatcher".into(),
             instance_id: String::new(),
             assignment: Assignment::Auto,
+            lease: Duration::from_secs(15),
             max_in_flight: 512,
             per_endpoint_concurrency: 32,
             attempt_timeout: Duration::from_secs(15),
@@ -130,6 +136,9 @@ impl DispatcherConfig {
                 .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err("dispatcher.instance_id: at most 200 characters, no whitespace".into());
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err("dispatcher.lease: must be at least 1s".into());
         }
         if !(1..=100_000).contains(&self.max_in_flight) {
             return Err("dispatcher.max_in_flight: must be between 1 and 100000".into());

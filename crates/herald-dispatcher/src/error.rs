@@ -1,5 +1,5 @@
-//! Dispatcher errors: all of them stop the service at start; delivery failures are outcomes,
-//! not errors.
+//! Dispatcher errors: all of them stop the service (at start, or when it lost its lease);
+//! delivery failures are outcomes, not errors.
 
 /// Why the dispatcher could not run.
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +10,10 @@ pub enum Error {
     /// Kafka could not be used (client creation, subscription, views not catching up).
     #[error(transparent)]
     Kafka(#[from] herald_kafka::Error),
+    /// Another dispatcher holds the group's lease now (`assignment = "all"`): this one
+    /// stopped consuming so that only one delivers.
+    #[error("another dispatcher took over the group's lease; stopped (restart to stand by)")]
+    LeaseLost,
 }
 
 /// `Result` with the dispatcher's error.

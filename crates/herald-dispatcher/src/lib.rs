@@ -21,6 +21,7 @@
 //! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
 //! - [`ssrf`]: destination address policy.
+//! - [`standby`]: one active dispatcher per group under `assignment = "all"` (a lease).
 //! - [`service`]: `run(config, deps, shutdown, drain_deadline)`.
 
 pub mod config;
@@ -36,6 +37,7 @@ pub mod route;
 pub mod service;
 pub mod sink;
 pub mod ssrf;
+pub mod standby;
 pub mod transitions;
 
 pub use config::DispatcherConfig;

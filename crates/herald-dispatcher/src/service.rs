@@ -7,9 +7,11 @@ use crate::health::HealthBook;
 use crate::route::OutcomeWriter;
 use crate::sink::{Sender, SenderSettings};
 use crate::ssrf::Network;
-use crate::{consumer, retry, Error, Result};
+use crate::{consumer, retry, standby, Error, Result};
+use herald_kafka::assign::Assignment;
 use herald_kafka::consumer::Membership;
 use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::lease::{Claimant, Leases};
 use herald_kafka::{KafkaConfig, Producer};
 use rdkafka::consumer::{CommitMode, Consumer};
 use std::sync::Arc;
@@ -96,6 +98,39 @@ pub async fn run(
     if !delivered.wait_ready(Duration::from_secs(60)).await {
         tracing::warn!("Attempts log not read within 60s; starting without it (more duplicates after a crash).");
     }
+    let holder = match assignment {
+        Assignment::All => {
+            let holder = holder(&config, &deps, &tail, tail_stop.clone());
+            holder
+                .leases
+                .wait_ready(Duration::from_secs(120))
+                .await
+                .map_err(Error::Kafka)?;
+            if !holder.acquire(&shutdown).await.map_err(Error::Kafka)? {
+                stop_tail(&tail, &tail_stop).await;
+                tracing::info!("Dispatcher stopped while standing by.");
+                return Ok(());
+            }
+            Some(Arc::new(holder))
+        }
+        _ => {
+            metrics::gauge!("herald_dispatcher_active").set(1.0);
+            None
+        }
+    };
+    // Consuming stops at shutdown, or when another dispatcher took the lease.
+    let consume = shutdown.child_token();
+    let lost = CancellationToken::new();
+    let keep_stop = CancellationToken::new();
+    if let Some(holder) = holder.clone() {
+        let (lost, keep_stop, consume) = (lost.clone(), keep_stop.clone(), consume.clone());
+        tokio::spawn(async move {
+            holder.keep(lost.clone(), keep_stop).await;
+            if lost.is_cancelled() {
+                consume.cancel();
+            }
+        });
+    }
     let tasks = TaskTracker::new();
     tracing::info!(group = %config.group, "Dispatcher consuming.");
     let (events, retries) = tokio::join!(
@@ -105,7 +140,7 @@ pub async fn run(
             config.max_in_flight,
             deliverer.clone(),
             &tasks,
-            shutdown.clone()
+            consume.clone()
         ),
         retry::run(
             &deps.kafka,
@@ -113,7 +148,7 @@ pub async fn run(
             config.max_in_flight,
             deliverer,
             &tasks,
-            shutdown.clone()
+            consume.clone()
         ),
     );
     let (events, retries) = (
@@ -146,9 +181,48 @@ pub async fn run(
             tracing::debug!(error = %err, "Final commit had nothing to commit or failed.");
         }
     }
+    keep_stop.cancel();
+    if lost.is_cancelled() {
+        stop_tail(&tail, &tail_stop).await;
+        return Err(Error::LeaseLost);
+    }
+    if let Some(holder) = holder {
+        // After the final commit: the standby starts where this one stopped.
+        holder.release().await;
+    }
+    stop_tail(&tail, &tail_stop).await;
+    tracing::info!("Dispatcher stopped.");
+    Ok(())
+}
+
+/// This process's claim on the group's active-dispatcher lease (`assignment = "all"`).
+fn holder(
+    config: &DispatcherConfig,
+    deps: &DispatcherDeps,
+    tail: &TaskTracker,
+    tail_stop: CancellationToken,
+) -> standby::Holder {
+    let pid = std::process::id();
+    let run = format!("{pid}-{:016x}", rand::random::<u64>());
+    // Without an instance id (`none`) every run is its own owner: no instant takeover.
+    let instance = config.group_instance();
+    let owner = instance
+        .clone()
+        .unwrap_or_else(|| format!("{}/{run}", config.group));
+    let holder = format!(
+        "{} (pid {pid})",
+        instance.unwrap_or_else(|| config.group.clone())
+    );
+    standby::Holder {
+        leases: Leases::spawn(&deps.kafka, deps.producer.clone(), tail, tail_stop),
+        role: standby::role(&config.group),
+        who: Claimant { owner, run, holder },
+        term: config.lease,
+    }
+}
+
+async fn stop_tail(tail: &TaskTracker, tail_stop: &CancellationToken) {
     tail_stop.cancel();
     tail.close();
     tail.wait().await;
-    tracing::info!("Dispatcher stopped.");
-    Ok(())
 }

@@ -1,5 +1,13 @@
 //! Endpoint management: create (the secret is shown once), list, get, update, rotate the
 //! secret with overlap, delete. Each change is a full state record in `endpoints.v1`.
+//!
+//! Changes are optimistic: each record carries the next version of the endpoint. A request
+//! may name the version it read (`If-Match: "<version>"`, as `ETag` and `version` show it)
+//! and gets 412 when the endpoint moved on. After writing, the handler reads the topic up to
+//! its own record: when another change of the same version landed after it (another admin,
+//! another ingest instance), its own change is no longer in effect and it answers 409
+//! instead of a success that silently did not stick (say, a rotated secret overwritten by a
+//! concurrent edit made from the old state).
 
 use crate::auth;
 use crate::body;
@@ -7,12 +15,14 @@ use crate::error::ApiError;
 use crate::service::{audit, IngestState};
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::apikey::Scope;
 use herald_core::endpoint::{validate_filters, validate_url, Endpoint, SigningKey};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
+use herald_kafka::endpoints::Entry;
 use herald_proto::{convert, Message};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,10 +55,14 @@ struct RotateIn {
     overlap_seconds: Option<u64>,
 }
 
+/// How long a write waits to see itself in the endpoints topic.
+const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The public view of an endpoint (never its secrets).
-pub fn to_json(endpoint: &Endpoint, now: i64) -> Value {
+pub fn to_json(endpoint: &Endpoint, version: u64, now: i64) -> Value {
     json!({
         "id": endpoint.id,
+        "version": version,
         "url": endpoint.url,
         "description": endpoint.description,
         "event_types": endpoint.event_types,
@@ -72,7 +86,45 @@ fn check(url: &str, filters: &[String]) -> Result<(), ApiError> {
     validate_filters(filters).map_err(|e| ApiError::invalid(format!("event_types: {e}")))
 }
 
-/// Writes a full state and applies it to the local view.
+/// The endpoint and its version; 404 when unknown, 412 when `If-Match` names another version.
+fn current(state: &IngestState, headers: &HeaderMap, id: &EndpointId) -> Result<Entry, ApiError> {
+    let entry = state
+        .endpoints
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let Some(expected) = headers.get(IF_MATCH) else {
+        return Ok(entry);
+    };
+    let expected = expected.to_str().unwrap_or_default().trim();
+    if expected == "*" {
+        return Ok(entry);
+    }
+    let version: u64 = expected
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_if_match",
+                format!("If-Match: expected an endpoint version such as \"3\", got `{expected}`"),
+            )
+        })?;
+    if version != entry.version {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_mismatch",
+            format!(
+                "endpoint {id} is at version {}, not {version}: read it again",
+                entry.version
+            ),
+        ));
+    }
+    Ok(entry)
+}
+
+/// Writes a full state, applies it to the local view, then reads the topic up to it: 409
+/// when a concurrent change of the same version landed after it and replaced it.
 async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result<(), ApiError> {
     let record = convert::endpoint_to_state(endpoint, version, state.endpoints.master_key());
     state
@@ -84,7 +136,40 @@ async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result
         )
         .await?;
     state.endpoints.apply_local(&endpoint.id, Some(&record));
-    Ok(())
+    let view = state.endpoints.view();
+    if !view.wait_synced(herald_kafka::now_ms(), CONFIRM_WAIT).await {
+        // Acknowledged but not read back in time: it stands unless a conflict shows up later.
+        tracing::warn!(endpoint_id = %endpoint.id, "Endpoint change written but not confirmed.");
+        return Ok(());
+    }
+    match state.endpoints.get(&endpoint.id) {
+        Some(now) if now.version > version => Ok(()),
+        Some(now) if now.version == version && same_config(&now.endpoint, endpoint) => Ok(()),
+        now => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "concurrent_change",
+            format!(
+                "endpoint {} was changed by another request at the same time (now {}); this change is not in effect: read it again and retry",
+                endpoint.id,
+                now.map_or("deleted".to_owned(), |e| format!("version {}", e.version)),
+            ),
+        )),
+    }
+}
+
+/// Whether two states carry the same configuration (health fields aside).
+fn same_config(a: &Endpoint, b: &Endpoint) -> bool {
+    a.url == b.url
+        && a.event_types == b.event_types
+        && a.description == b.description
+        && a.enabled == b.enabled
+        && a.signing_keys == b.signing_keys
+        && a.updated_at == b.updated_at
+}
+
+/// The `ETag` of an endpoint version.
+fn etag(version: u64) -> [(axum::http::HeaderName, String); 1] {
+    [(axum::http::header::ETAG, format!("\"{version}\""))]
 }
 
 /// `POST /v1/endpoints`.
@@ -92,7 +177,14 @@ pub async fn create(
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, String); 1],
+        Json<Value>,
+    ),
+    ApiError,
+> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     check(&input.url, &input.event_types)?;
@@ -130,9 +222,9 @@ pub async fn create(
         json!({"url": endpoint.url}),
     )
     .await;
-    let mut out = to_json(&endpoint, now);
+    let mut out = to_json(&endpoint, 1, now);
     out["secret"] = json!(secret.expose());
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok((StatusCode::CREATED, etag(1), Json(out)))
 }
 
 /// `GET /v1/endpoints`.
@@ -144,9 +236,9 @@ pub async fn list(
     let now = herald_kafka::now_ms();
     let data: Vec<Value> = state
         .endpoints
-        .list()
+        .list_entries()
         .iter()
-        .map(|e| to_json(e, now))
+        .map(|e| to_json(&e.endpoint, e.version, now))
         .collect();
     Ok(Json(json!({"data": data})))
 }
@@ -156,14 +248,21 @@ pub async fn get(
     State(state): State<IngestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
     auth::require(&state, &headers, Scope::EndpointsRead)?;
     let id = parse_id(&id)?;
     let entry = state
         .endpoints
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
-    Ok(Json(to_json(&entry.endpoint, herald_kafka::now_ms())))
+    Ok((
+        etag(entry.version),
+        Json(to_json(
+            &entry.endpoint,
+            entry.version,
+            herald_kafka::now_ms(),
+        )),
+    ))
 }
 
 /// `PATCH /v1/endpoints/{id}`.
@@ -172,14 +271,11 @@ pub async fn update(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     let input: PatchIn = body::json(&headers, body, state.config.max_body_bytes).await?;
-    let entry = state
-        .endpoints
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = current(&state, &headers, &id)?;
     let mut endpoint = (*entry.endpoint).clone();
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
@@ -207,7 +303,11 @@ pub async fn update(
         json!({"enabled": endpoint.enabled}),
     )
     .await;
-    Ok(Json(to_json(&endpoint, endpoint.updated_at)))
+    let version = entry.version + 1;
+    Ok((
+        etag(version),
+        Json(to_json(&endpoint, version, endpoint.updated_at)),
+    ))
 }
 
 /// `POST /v1/endpoints/{id}/secret/rotate`: the new secret signs at once; the old one keeps
@@ -217,15 +317,12 @@ pub async fn rotate(
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     let input: RotateIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let overlap_ms = input.overlap_seconds.unwrap_or(86_400).min(30 * 86_400) as i64 * 1_000;
-    let entry = state
-        .endpoints
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = current(&state, &headers, &id)?;
     let now = herald_kafka::now_ms();
     let mut endpoint = (*entry.endpoint).clone();
     let previous_expires_at = now + overlap_ms;
@@ -260,8 +357,14 @@ pub async fn rotate(
         json!({"overlap_ms": overlap_ms}),
     )
     .await;
-    Ok(Json(
-        json!({"secret": secret.expose(), "previous_expires_at_ms": previous_expires_at}),
+    let version = entry.version + 1;
+    Ok((
+        etag(version),
+        Json(json!({
+            "secret": secret.expose(),
+            "previous_expires_at_ms": previous_expires_at,
+            "version": version,
+        })),
     ))
 }
 
@@ -273,9 +376,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
-    if state.endpoints.get(&id).is_none() {
-        return Err(ApiError::not_found(format!("no endpoint {id}")));
-    }
+    current(&state, &headers, &id)?;
     // The health records first: if the second write fails, nothing is deleted yet.
     let health_key = herald_kafka::endpoints::health_key(&id);
     state

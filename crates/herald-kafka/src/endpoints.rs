@@ -143,6 +143,13 @@ impl EndpointsView {
         self.view.read(|s| s.by_id.get(id).cloned())
     }
 
+    /// Every endpoint with its version, oldest first.
+    pub fn list_entries(&self) -> Vec<Entry> {
+        let mut all: Vec<Entry> = self.view.read(|s| s.by_id.values().cloned().collect());
+        all.sort_by(|a, b| a.endpoint.id.cmp(&b.endpoint.id));
+        all
+    }
+
     /// Every endpoint, oldest first.
     pub fn list(&self) -> Vec<Arc<Endpoint>> {
         let mut all: Vec<_> = self

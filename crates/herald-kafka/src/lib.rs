@@ -17,6 +17,7 @@
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live;
 //!   [`fresh`] tells when it holds everything acknowledged before a given moment.
 //! - [`endpoints`], [`keys`]: the two views every service holds.
+//! - [`lease`]: a role one process holds at a time, decided in log order.
 //! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
 //!   the broker reachability check behind `/readyz`.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod fresh;
 pub mod health;
 pub mod keys;
+pub mod lease;
 pub mod producer;
 pub mod provision;
 pub mod stats;

@@ -45,6 +45,7 @@ pub fn topic_specs(config: &KafkaConfig, retry_tiers: &[Duration]) -> Vec<TopicS
         spec(topics.endpoints(), 1, Cleanup::Compact),
         spec(topics.keys(), 1, Cleanup::Compact),
         spec(topics.replays(), 1, Cleanup::Compact),
+        spec(topics.leases(), 1, Cleanup::Compact),
         spec(topics.audit(), 1, Cleanup::Delete(config.dlq_retention)),
     ];
     for tier in retry_tiers {
@@ -155,6 +156,8 @@ mod tests {
             .find(|s| s.name == "herald.endpoints.v1")
             .unwrap();
         assert_eq!(endpoints.cleanup, Cleanup::Compact);
-        assert_eq!(specs.len(), 9);
+        let leases = specs.iter().find(|s| s.name == "herald.leases.v1").unwrap();
+        assert_eq!((leases.partitions, leases.cleanup), (1, Cleanup::Compact));
+        assert_eq!(specs.len(), 10);
     }
 }

@@ -118,6 +118,10 @@ fn describe() {
         "herald_dlq_writes_total",
         "Deliveries parked in the dead-letter topic, by reason."
     );
+    g!(
+        "herald_dispatcher_active",
+        "1 when this dispatcher consumes; 0 while it stands by for the group's lease (assignment = all)."
+    );
     c!(
         "herald_view_syncs_total",
         "Checks that a view holds everything its topic acknowledged up to a moment, by topic."
