@@ -142,6 +142,36 @@ pub async fn close_off_runtime<C: Send + Sync + 'static>(client: Arc<C>) {
     let _ = tokio::task::spawn_blocking(move || drop(client)).await;
 }
 
+/// A shared client that is dropped off the async workers when its last handle goes (see
+/// [`close_off_runtime`]); derefs to the `Arc` it holds.
+pub struct Closing<C: Send + Sync + 'static>(Option<Arc<C>>);
+
+impl<C: Send + Sync + 'static> Closing<C> {
+    /// Wraps `client`.
+    pub fn new(client: C) -> Self {
+        Self(Some(Arc::new(client)))
+    }
+}
+
+impl<C: Send + Sync + 'static> std::ops::Deref for Closing<C> {
+    type Target = Arc<C>;
+    fn deref(&self) -> &Arc<C> {
+        self.0.as_ref().expect("client present until drop")
+    }
+}
+
+impl<C: Send + Sync + 'static> Drop for Closing<C> {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(client))),
+            Err(_) => drop(client),
+        }
+    }
+}
+
 /// A group-less consumer for reading topics by assignment (views, replay, browsing).
 pub fn reader(config: &KafkaConfig, client_id: &str) -> Result<StreamConsumer> {
     config

@@ -9,6 +9,7 @@
 
 use crate::state::{RunsState, Store};
 use crate::{Error, Result};
+use herald_kafka::lease;
 use herald_proto::{v1, Message};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -22,26 +23,33 @@ const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// How long to wait for a claim to come back through the view.
 const CLAIM_WAIT: Duration = Duration::from_secs(30);
 
-/// Folds one lock record into `state` (log order decides between competing claims).
+/// Folds one lock record into `state`: the rule of [`herald_kafka::lease::fold`] (the first
+/// claim on a free or expired lock wins; its run renews or releases it), with the run id as
+/// both owner and run.
 pub fn fold(state: &mut RunsState, record: &v1::ReplayLock) {
-    let current = state.lock.as_ref();
-    let owned = current.is_some_and(|l| l.owner == record.owner);
-    if record.expires_at_ms == 0 {
-        if owned {
-            state.lock = None;
-        }
-        return;
-    }
-    let free = current.is_none_or(|l| l.expires_at_ms <= record.claimed_at_ms);
-    if free || owned {
-        state.lock = Some(record.clone());
+    let current = state.lock.as_ref().map(as_lease);
+    state.lock = lease::fold(current.as_ref(), &as_lease(record)).map(|l| v1::ReplayLock {
+        owner: l.owner,
+        claimed_at_ms: l.claimed_at_ms,
+        expires_at_ms: l.expires_at_ms,
+    });
+}
+
+fn as_lease(lock: &v1::ReplayLock) -> v1::Lease {
+    v1::Lease {
+        owner: lock.owner.clone(),
+        run: lock.owner.clone(),
+        claimed_at_ms: lock.claimed_at_ms,
+        expires_at_ms: lock.expires_at_ms,
+        holder: String::new(),
+        renewal: false,
     }
 }
 
 /// Whether `lock` is held by someone other than `owner` at `now`.
 fn held_by_other(lock: Option<&v1::ReplayLock>, owner: &str, now: i64) -> Option<v1::ReplayLock> {
-    lock.filter(|l| l.owner != owner && l.expires_at_ms > now)
-        .cloned()
+    let held = lease::held_by_other(lock.map(as_lease).as_ref(), owner, now);
+    held.and(lock.cloned())
 }
 
 impl Store {

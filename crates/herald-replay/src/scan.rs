@@ -2,6 +2,7 @@
 //! beforehand, so a scan always ends even while the topic keeps growing.
 
 use crate::{Error, Result};
+use herald_kafka::consumer::Closing;
 use herald_kafka::KafkaConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -25,9 +26,9 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// A group-less reader for metadata queries and scans.
-pub fn reader(kafka: &KafkaConfig, name: &str) -> Result<Arc<StreamConsumer>> {
-    Ok(Arc::new(herald_kafka::consumer::reader(kafka, name)?))
+/// A group-less reader for metadata queries and scans, closed off the async workers.
+pub fn reader(kafka: &KafkaConfig, name: &str) -> Result<Closing<StreamConsumer>> {
+    Ok(Closing::new(herald_kafka::consumer::reader(kafka, name)?))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -84,7 +85,7 @@ pub async fn offsets_for_time(
 
 /// Reads every partition of a topic from its start to its end offset.
 pub struct Scanner {
-    consumer: StreamConsumer,
+    consumer: Closing<StreamConsumer>,
     topic: String,
     /// Partitions not finished yet: partition → end offset.
     open: BTreeMap<i32, i64>,
@@ -93,7 +94,7 @@ pub struct Scanner {
 impl Scanner {
     /// Starts reading `ranges` of `topic`; partitions with nothing to read are done at once.
     pub fn open(kafka: &KafkaConfig, topic: &str, ranges: &Ranges) -> Result<Self> {
-        let consumer = herald_kafka::consumer::reader(kafka, "herald-replay-scan")?;
+        let consumer = reader(kafka, "herald-replay-scan")?;
         let mut assignment = TopicPartitionList::new();
         let mut open = BTreeMap::new();
         for (partition, (start, end)) in ranges {

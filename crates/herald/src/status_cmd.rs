@@ -325,6 +325,12 @@ fn nonzero(map: BTreeMap<String, f64>) -> BTreeMap<String, f64> {
 fn render_dispatcher(out: &mut String, d: &Service, seconds: f64) {
     let m = d.now().expect("scraped");
     let _ = writeln!(out, "\nDispatcher");
+    let role = match m.sum("herald_dispatcher_active", &[]) {
+        Some(v) if v >= 1.0 => "active",
+        Some(_) => "standing by (another dispatcher holds the group's lease)",
+        None => "-",
+    };
+    let _ = writeln!(out, "  role                {role}");
     let outcomes = m.by("herald_deliveries_total", "outcome");
     let _ = writeln!(out, "  deliveries          {}", fmt_map(&outcomes));
     let rates: Vec<String> = outcomes
@@ -404,12 +410,13 @@ herald_kafka_consumer_lag{group="g",topic="herald.events.v1",partition="1"} 4
 herald_events_rejected_total{reason="a \"quoted\", one"} 1
 herald_delivery_e2e_seconds_bucket{le="+Inf"} 10
 herald_ready 1
+herald_dispatcher_active 0
 "#;
 
     #[test]
     fn parses_the_text_format() {
         let scrape = Scrape(parse(TEXT));
-        assert_eq!(scrape.0.len(), 7);
+        assert_eq!(scrape.0.len(), 8);
         assert_eq!(scrape.sum("herald_deliveries_total", &[]), Some(12.0));
         assert_eq!(
             scrape.sum("herald_deliveries_total", &[("outcome", "dead")]),
@@ -441,5 +448,6 @@ herald_ready 1
         assert!(text.contains("delivered=10.0/s"), "{text}");
         assert!(text.contains("herald.events.v1=7"), "{text}");
         assert!(text.contains("dead=2"), "{text}");
+        assert!(text.contains("role                standing by"), "{text}");
     }
 }
