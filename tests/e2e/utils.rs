@@ -339,17 +339,8 @@ impl Api {
         body: &serde_json::Value,
         headers: &[(&str, &str)],
     ) -> (u16, serde_json::Value) {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(serde_json::Value::Null))
+        let req = self.client.post(format!("{}{path}", self.base)).json(body);
+        self.send(with_headers(req, headers))
     }
 
     pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
@@ -366,11 +357,8 @@ impl Api {
         body: &serde_json::Value,
         headers: &[(&str, &str)],
     ) -> (u16, serde_json::Value) {
-        let mut req = self.client.patch(format!("{}{path}", self.base)).json(body);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req)
+        let req = self.client.patch(format!("{}{path}", self.base)).json(body);
+        self.send(with_headers(req, headers))
     }
 
     fn send(&self, req: reqwest::blocking::RequestBuilder) -> (u16, serde_json::Value) {
@@ -391,6 +379,13 @@ impl Api {
             body["secret"].as_str().unwrap().to_owned(),
         )
     }
+}
+
+fn with_headers(
+    req: reqwest::blocking::RequestBuilder,
+    headers: &[(&str, &str)],
+) -> reqwest::blocking::RequestBuilder {
+    headers.iter().fold(req, |req, (k, v)| req.header(*k, *v))
 }
 
 /// Verifies every delivery with the Python `standardwebhooks` package (an implementation
