@@ -390,16 +390,15 @@ async fn dead_letters(
     filter.validate().map_err(api_error)?;
     let status = Status::parse(query.status.as_deref().unwrap_or("pending")).map_err(api_error)?;
     let (context, runs) = context(&state).await?;
-    let entries = browse::scan(&context.kafka, &runs, &filter)
-        .await
-        .map_err(api_error)?;
-    let stats = browse::stats(&entries);
-    let page = browse::paginate(
-        entries,
+    let (page, stats) = browse::list(
+        &context.kafka,
+        &runs,
+        &filter,
         status,
         query.limit.unwrap_or(50),
         query.cursor.as_deref(),
     )
+    .await
     .map_err(api_error)?;
     let data: Vec<Value> = page.entries.iter().map(|e| e.to_json(false)).collect();
     Ok(Json(json!({
@@ -420,17 +419,10 @@ async fn dead_letter(
     herald_core::ids::DeliveryId::parse(&delivery_id)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))?;
     let (context, runs) = context(&state).await?;
-    let entries = browse::scan(&context.kafka, &runs, &DlqFilter::default())
+    let found: Vec<Value> = browse::find(&context.kafka, &runs, &delivery_id)
         .await
-        .map_err(api_error)?;
-    let found: Vec<Value> = entries
+        .map_err(api_error)?
         .iter()
-        .filter(|e| {
-            e.letter
-                .task
-                .as_ref()
-                .is_some_and(|t| t.delivery_id == delivery_id)
-        })
         .map(|e| e.to_json(true))
         .collect();
     if found.is_empty() {

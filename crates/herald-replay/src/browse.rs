@@ -1,5 +1,7 @@
 //! Browsing the dead-letter topic: list with filters and cursor pagination, show one
-//! delivery, and stats, each entry with whether (and by which run) it was re-driven.
+//! delivery, and stats, each entry with whether (and by which run) it was re-driven. Each
+//! is one pass over the topic that keeps only what it returns (a page of at most 1,000
+//! entries, counts), so a large dead-letter topic costs time, not memory.
 
 use crate::filter::{format_instant, DlqFilter};
 use crate::scan::{self, Scanner};
@@ -9,7 +11,7 @@ use herald_kafka::KafkaConfig;
 use herald_proto::v1;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// One dead letter where it lies in the topic.
 #[derive(Debug, Clone)]
@@ -99,8 +101,15 @@ impl Status {
     }
 }
 
-/// Reads every dead letter that `filter` selects (oldest first).
-pub async fn scan(kafka: &KafkaConfig, runs: &RunsView, filter: &DlqFilter) -> Result<Vec<Entry>> {
+/// Hands every dead letter that `filter` selects to `visit`, in topic order. Nothing is
+/// kept here: callers keep what they need (a page, counts), so memory does not grow with
+/// the size of the dead-letter topic.
+pub async fn scan_each(
+    kafka: &KafkaConfig,
+    runs: &RunsView,
+    filter: &DlqFilter,
+    mut visit: impl FnMut(Entry),
+) -> Result<()> {
     filter.validate()?;
     let topic = kafka.topics().dlq();
     let consumer = scan::reader(kafka, "herald-dlq-browse")?;
@@ -114,14 +123,13 @@ pub async fn scan(kafka: &KafkaConfig, runs: &RunsView, filter: &DlqFilter) -> R
         }
     }
     let mut scanner = Scanner::open(kafka, &topic, &ranges)?;
-    let mut entries = Vec::new();
     while let Some(record) = scanner.next().await? {
         let Ok(letter) = herald_proto::decode::<v1::DeadLetter>("dead letter", &record.payload)
         else {
             continue;
         };
         if filter.matches(&letter) {
-            entries.push(Entry {
+            visit(Entry {
                 partition: record.partition,
                 offset: record.offset,
                 redriven: runs.marker(record.partition, record.offset),
@@ -129,8 +137,44 @@ pub async fn scan(kafka: &KafkaConfig, runs: &RunsView, filter: &DlqFilter) -> R
             });
         }
     }
-    entries.sort_by_key(Entry::position);
-    Ok(entries)
+    Ok(())
+}
+
+/// The dead letters of one delivery (usually one; more when it was parked again).
+pub async fn find(kafka: &KafkaConfig, runs: &RunsView, delivery_id: &str) -> Result<Vec<Entry>> {
+    let mut found = Vec::new();
+    scan_each(kafka, runs, &DlqFilter::default(), |entry| {
+        if entry
+            .letter
+            .task
+            .as_ref()
+            .is_some_and(|t| t.delivery_id == delivery_id)
+        {
+            found.push(entry);
+        }
+    })
+    .await?;
+    found.sort_by_key(Entry::position);
+    Ok(found)
+}
+
+/// One page of what `filter` selects, with the stats of everything it selects.
+pub async fn list(
+    kafka: &KafkaConfig,
+    runs: &RunsView,
+    filter: &DlqFilter,
+    status: Status,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<(Page, Stats)> {
+    let mut pager = Pager::new(status, limit, cursor)?;
+    let mut stats = Stats::default();
+    scan_each(kafka, runs, filter, |entry| {
+        stats.add(&entry);
+        pager.offer(entry);
+    })
+    .await?;
+    Ok((pager.finish(), stats.finish()))
 }
 
 /// A page of entries and the cursor of the next page.
@@ -166,6 +210,89 @@ fn decode_cursor(text: &str) -> Result<(i64, i32, i64)> {
     ))
 }
 
+/// Builds the page after a cursor from entries offered in any order, keeping at most
+/// `limit + 1` of them (the earliest by `dead_at`, partition, offset).
+pub struct Pager {
+    status: Status,
+    limit: usize,
+    after: Option<(i64, i32, i64)>,
+    /// Max-heap on position: the latest candidate is dropped first.
+    best: BinaryHeap<ByPosition>,
+    total: usize,
+}
+
+struct ByPosition(Entry);
+
+impl PartialEq for ByPosition {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.position() == other.0.position()
+    }
+}
+impl Eq for ByPosition {}
+impl PartialOrd for ByPosition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByPosition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.position().cmp(&other.0.position())
+    }
+}
+
+impl Pager {
+    /// A page of at most `limit` (1–1000) entries of `status` after `cursor`.
+    pub fn new(status: Status, limit: usize, cursor: Option<&str>) -> Result<Self> {
+        if !(1..=1_000).contains(&limit) {
+            return Err(Error::Invalid("limit: must be between 1 and 1000".into()));
+        }
+        Ok(Self {
+            status,
+            limit,
+            after: cursor.map(decode_cursor).transpose()?,
+            best: BinaryHeap::new(),
+            total: 0,
+        })
+    }
+
+    /// Considers one entry.
+    pub fn offer(&mut self, entry: Entry) {
+        if !self.status.admits(&entry) {
+            return;
+        }
+        self.total += 1;
+        if self.after.is_some_and(|a| entry.position() <= a) {
+            return;
+        }
+        self.best.push(ByPosition(entry));
+        if self.best.len() > self.limit + 1 {
+            self.best.pop();
+        }
+    }
+
+    /// The page, its next cursor (when more follow) and the total admitted.
+    pub fn finish(self) -> Page {
+        let mut entries: Vec<Entry> = self
+            .best
+            .into_sorted_vec()
+            .into_iter()
+            .map(|b| b.0)
+            .collect();
+        let more = entries.len() > self.limit;
+        entries.truncate(self.limit);
+        let next_cursor = if more {
+            entries.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Page {
+            entries,
+            next_cursor,
+            total: self.total,
+        }
+    }
+}
+
 /// Selects the page after `cursor` of at most `limit` entries.
 pub fn paginate(
     entries: Vec<Entry>,
@@ -173,25 +300,11 @@ pub fn paginate(
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page> {
-    if !(1..=1_000).contains(&limit) {
-        return Err(Error::Invalid("limit: must be between 1 and 1000".into()));
+    let mut pager = Pager::new(status, limit, cursor)?;
+    for entry in entries {
+        pager.offer(entry);
     }
-    let after = cursor.map(decode_cursor).transpose()?;
-    let admitted: Vec<Entry> = entries.into_iter().filter(|e| status.admits(e)).collect();
-    let total = admitted.len();
-    let mut rest = admitted
-        .into_iter()
-        .filter(|e| after.is_none_or(|a| e.position() > a));
-    let page: Vec<Entry> = rest.by_ref().take(limit).collect();
-    let next_cursor = match (rest.next(), page.last()) {
-        (Some(_), Some(last)) => Some(encode_cursor(last)),
-        _ => None,
-    };
-    Ok(Page {
-        entries: page,
-        next_cursor,
-        total,
-    })
+    Ok(pager.finish())
 }
 
 /// Counts of what is parked.
@@ -206,32 +319,53 @@ pub struct Stats {
     pub by_reason: BTreeMap<String, u64>,
     pub oldest_pending: Option<String>,
     pub newest_pending: Option<String>,
+    #[serde(skip)]
+    oldest_ms: Option<i64>,
+    #[serde(skip)]
+    newest_ms: Option<i64>,
+}
+
+impl Stats {
+    /// Counts one entry.
+    pub fn add(&mut self, entry: &Entry) {
+        self.total += 1;
+        if entry.redriven.is_some() {
+            self.redriven += 1;
+            return;
+        }
+        self.pending += 1;
+        let task = entry.letter.task.as_ref();
+        let endpoint = task.map(|t| t.endpoint_id.clone()).unwrap_or_default();
+        let event_type = task
+            .and_then(|t| t.event.as_ref())
+            .map(|e| e.event_type.clone())
+            .unwrap_or_default();
+        *self.by_endpoint.entry(endpoint).or_default() += 1;
+        *self.by_event_type.entry(event_type).or_default() += 1;
+        *self
+            .by_reason
+            .entry(entry.letter.reason.clone())
+            .or_default() += 1;
+        let at = entry.letter.dead_at_ms;
+        self.oldest_ms = Some(self.oldest_ms.map_or(at, |o| o.min(at)));
+        self.newest_ms = Some(self.newest_ms.map_or(at, |n| n.max(at)));
+    }
+
+    /// Fills in the formatted times.
+    pub fn finish(mut self) -> Self {
+        self.oldest_pending = self.oldest_ms.map(format_instant);
+        self.newest_pending = self.newest_ms.map(format_instant);
+        self
+    }
 }
 
 /// Stats over `entries`.
 pub fn stats(entries: &[Entry]) -> Stats {
     let mut stats = Stats::default();
-    let mut pending_times = Vec::new();
     for entry in entries {
-        stats.total += 1;
-        if entry.redriven.is_some() {
-            stats.redriven += 1;
-            continue;
-        }
-        stats.pending += 1;
-        let task = entry.letter.task.clone().unwrap_or_default();
-        let event_type = task.event.map(|e| e.event_type).unwrap_or_default();
-        *stats.by_endpoint.entry(task.endpoint_id).or_default() += 1;
-        *stats.by_event_type.entry(event_type).or_default() += 1;
-        *stats
-            .by_reason
-            .entry(entry.letter.reason.clone())
-            .or_default() += 1;
-        pending_times.push(entry.letter.dead_at_ms);
+        stats.add(entry);
     }
-    stats.oldest_pending = pending_times.iter().min().map(|t| format_instant(*t));
-    stats.newest_pending = pending_times.iter().max().map(|t| format_instant(*t));
-    stats
+    stats.finish()
 }
 
 #[cfg(test)]
@@ -269,6 +403,37 @@ mod tests {
         assert!(second.next_cursor.is_none());
         assert!(paginate(entries.clone(), Status::All, 0, None).is_err());
         assert!(paginate(entries, Status::All, 5, Some("x.y")).is_err());
+    }
+
+    #[test]
+    fn pages_from_entries_in_any_order_walk_every_entry_once_in_position_order() {
+        // Entries arrive partition by partition, not in dead_at order; equal times tie-break
+        // on partition and offset.
+        let mut entries = Vec::new();
+        for i in 0..97_i64 {
+            let mut e = entry((i * 7919) % 50, i, i % 5 == 0);
+            e.partition = (i % 3) as i32;
+            entries.push(e);
+        }
+        let mut expected: Vec<(i64, i32, i64)> = entries
+            .iter()
+            .filter(|e| e.redriven.is_none())
+            .map(Entry::position)
+            .collect();
+        expected.sort();
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = paginate(entries.clone(), Status::Pending, 10, cursor.as_deref()).unwrap();
+            assert_eq!(page.total, expected.len());
+            assert!(page.entries.len() <= 10);
+            walked.extend(page.entries.iter().map(Entry::position));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(walked, expected);
     }
 
     #[test]

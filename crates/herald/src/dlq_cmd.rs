@@ -66,7 +66,6 @@ pub async fn run(config: HeraldConfig, action: DlqAction) -> Result<()> {
     let runs = RunsView::spawn(&config.kafka, &tasks, shutdown.clone());
     let result = async {
         runs.wait_ready(Duration::from_secs(60)).await?;
-        let entries = browse::scan(&config.kafka, &runs, &filter).await?;
         match action {
             DlqAction::List {
                 limit,
@@ -74,7 +73,15 @@ pub async fn run(config: HeraldConfig, action: DlqAction) -> Result<()> {
                 json,
                 ..
             } => {
-                let page = browse::paginate(entries, status, limit, cursor.as_deref())?;
+                let (page, _) = browse::list(
+                    &config.kafka,
+                    &runs,
+                    &filter,
+                    status,
+                    limit,
+                    cursor.as_deref(),
+                )
+                .await?;
                 for entry in &page.entries {
                     if json {
                         println!("{}", entry.to_json(false));
@@ -93,15 +100,7 @@ pub async fn run(config: HeraldConfig, action: DlqAction) -> Result<()> {
                 Ok(())
             }
             DlqAction::Show { delivery_id, json } => {
-                let found: Vec<&Entry> = entries
-                    .iter()
-                    .filter(|e| {
-                        e.letter
-                            .task
-                            .as_ref()
-                            .is_some_and(|t| t.delivery_id == delivery_id)
-                    })
-                    .collect();
+                let found = browse::find(&config.kafka, &runs, &delivery_id).await?;
                 if found.is_empty() {
                     return Err(herald_replay::Error::Invalid(format!(
                         "no dead letter of delivery {delivery_id}"
@@ -121,7 +120,9 @@ pub async fn run(config: HeraldConfig, action: DlqAction) -> Result<()> {
                 Ok(())
             }
             DlqAction::Stats { json, .. } => {
-                let stats = browse::stats(&entries);
+                let mut stats = browse::Stats::default();
+                browse::scan_each(&config.kafka, &runs, &filter, |e| stats.add(&e)).await?;
+                let stats = stats.finish();
                 if json {
                     println!("{}", serde_json::to_string(&stats).unwrap_or_default());
                 } else {
