@@ -63,8 +63,9 @@ impl Freshness {
 
     /// The follower (re)started with `reader`, reading each partition from its `start`.
     pub fn following(&self, reader: Arc<StreamConsumer>, start: HashMap<i32, i64>) {
-        *self.reader.lock().expect("reader lock") = Some(reader);
+        // Positions first: a sync that sees the reader must also see its partitions.
         self.read.send_replace(start);
+        *self.reader.lock().expect("reader lock") = Some(reader);
     }
 
     /// The follower applied the record at `offset` of `partition`.
@@ -147,6 +148,11 @@ impl Freshness {
             return Ok(false);
         };
         let partitions: Vec<i32> = self.read.borrow().keys().copied().collect();
+        if partitions.is_empty() {
+            // Not following anything yet: nothing can be confirmed.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return Ok(false);
+        }
         let topic = self.topic.clone();
         let ends = tokio::task::spawn_blocking(move || {
             partitions
