@@ -125,6 +125,8 @@ impl EndpointsView {
             tasks,
             shutdown,
         );
+        // The dispatcher asks before every fan-out.
+        view.keep_syncs_warm(std::time::Duration::from_secs(1));
         Self { view, key }
     }
 

@@ -9,9 +9,10 @@
 //! follower has applied up to it; the view is then complete for everything acknowledged
 //! before the noted time. Syncs are coalesced (one at a time, every waiter whose moment it
 //! covers is released by it) and spaced, so a stream of events costs at most one request per
-//! round trip, not one per event. While waiters keep coming, syncs keep running ahead of
-//! them (for [`KEEP_WARM`]), so an event that took longer to reach the dispatcher than a
-//! sync takes finds its moment covered already and does not wait.
+//! round trip, not one per event. A view that is asked all the time (the dispatcher's
+//! endpoints view, once per event) can keep syncs running ahead of its waiters for a while
+//! after the last one ([`Freshness::keep_warm`]), so an event that took longer to reach the
+//! dispatcher than a sync takes finds its moment covered already and does not wait.
 
 use crate::Result;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -24,8 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The shortest gap between two syncs.
 const SPACING: Duration = Duration::from_millis(10);
-/// How long syncs keep running after the last waiter asked.
-const KEEP_WARM: Duration = Duration::from_secs(1);
 /// How long a sync waits for the follower to reach the log end before it starts over.
 const FOLLOW_PATIENCE: Duration = Duration::from_secs(10);
 /// Timeout of one watermark request.
@@ -42,6 +41,8 @@ pub struct Freshness {
     wanted: AtomicI64,
     /// When a waiter last asked (ms since the epoch).
     asked: AtomicI64,
+    /// How long syncs keep running after the last waiter asked (ms; 0: only on demand).
+    warm_ms: AtomicI64,
     wake: Notify,
     /// The follower's client, used for watermark requests (none while it restarts).
     reader: Mutex<Option<Arc<StreamConsumer>>>,
@@ -56,9 +57,16 @@ impl Freshness {
             synced: watch::channel(i64::MIN).0,
             wanted: AtomicI64::new(i64::MIN),
             asked: AtomicI64::new(i64::MIN),
+            warm_ms: AtomicI64::new(0),
             wake: Notify::new(),
             reader: Mutex::new(None),
         })
+    }
+
+    /// Keeps syncs running for `period` after each waiter (for views asked all the time).
+    pub fn keep_warm(&self, period: Duration) {
+        self.warm_ms
+            .store(period.as_millis() as i64, Ordering::SeqCst);
     }
 
     /// The follower (re)started with `reader`, reading each partition from its `start`.
@@ -100,8 +108,8 @@ impl Freshness {
     /// Whether a sync should run now: a waiter needs one, or waiters asked recently.
     fn sync_due(&self) -> bool {
         let wanted = self.wanted.load(Ordering::SeqCst) > *self.synced.borrow();
-        let warm =
-            crate::now_ms() - self.asked.load(Ordering::SeqCst) < KEEP_WARM.as_millis() as i64;
+        let since_asked = crate::now_ms().saturating_sub(self.asked.load(Ordering::SeqCst));
+        let warm = since_asked < self.warm_ms.load(Ordering::SeqCst);
         wanted || warm
     }
 
@@ -204,6 +212,16 @@ mod tests {
         assert_eq!(f.read.borrow()[&0], 3);
         f.applied(0, 6);
         assert_eq!(f.read.borrow()[&0], 7);
+    }
+
+    #[tokio::test]
+    async fn syncs_run_ahead_only_on_views_kept_warm() {
+        let f = Freshness::new("t".into());
+        f.synced.send_replace(1_000);
+        assert!(f.wait_synced(900, Duration::from_millis(1)).await);
+        assert!(!f.sync_due(), "satisfied and not kept warm: no sync");
+        f.keep_warm(Duration::from_secs(60));
+        assert!(f.sync_due(), "asked a moment ago: keep syncing ahead");
     }
 
     #[tokio::test]

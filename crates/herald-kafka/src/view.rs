@@ -89,6 +89,12 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         self.fresh.wait_synced(at_ms, patience).await
     }
 
+    /// Keeps its syncs running for `period` after each [`View::wait_synced`], for a view
+    /// that is asked all the time (see [`crate::fresh`]).
+    pub fn keep_syncs_warm(&self, period: Duration) {
+        self.fresh.keep_warm(period);
+    }
+
     /// Waits until the view has caught up, at most `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let mut ready = self.ready.clone();
