@@ -196,6 +196,10 @@ fn metrics_match_what_receivers_and_the_dlq_saw_and_pass_promtool() {
             letters["payload_rejected"] as f64,
         ),
         ("herald_dlq_writes_total", vec![], (2 * EVENTS) as f64),
+        // Exported from 0 (alerts use increase()); no fan-out went ahead unconfirmed.
+        ("herald_endpoints_view_stale_total", vec![], 0.0),
+        // This dispatcher is the one consuming.
+        ("herald_dispatcher_active", vec![], 1.0),
         (
             "herald_fanout_deliveries_total",
             vec![],

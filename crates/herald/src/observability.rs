@@ -250,6 +250,8 @@ pub fn zero_dispatcher() {
     metrics::counter!("herald_fanout_deliveries_total").absolute(0);
     metrics::counter!("herald_deliveries_deferred_total").absolute(0);
     metrics::counter!("herald_events_undecodable_total").absolute(0);
+    // From 0, so that the first stale fan-out shows in increase() (HeraldEndpointsViewStale).
+    metrics::counter!("herald_endpoints_view_stale_total").absolute(0);
     metrics::gauge!("herald_deliveries_in_flight").increment(0.0);
 }
 
