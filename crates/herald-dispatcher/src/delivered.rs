@@ -8,7 +8,7 @@
 //! is written, so skipping on it could lose the delivery.
 
 use crate::dedupe::Claims;
-use herald_kafka::consumer::reader;
+use herald_kafka::consumer::{reader, Closing};
 use herald_kafka::view::{high_watermarks, CatchUp};
 use herald_kafka::{Error, KafkaConfig, Result};
 use herald_proto::v1;
@@ -100,26 +100,12 @@ impl Delivered {
         ready: &watch::Sender<bool>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let consumer = Arc::new(reader(kafka, "herald-dispatcher-attempts")?);
-        let followed = self
-            .follow_with(&consumer, kafka, window, ready, shutdown)
-            .await;
-        herald_kafka::consumer::close_off_runtime(consumer).await;
-        followed
-    }
-
-    async fn follow_with(
-        &self,
-        consumer: &Arc<rdkafka::consumer::StreamConsumer>,
-        kafka: &KafkaConfig,
-        window: Duration,
-        ready: &watch::Sender<bool>,
-        shutdown: &CancellationToken,
-    ) -> Result<()> {
+        // Closed off the async workers when this returns.
+        let consumer = Closing::new(reader(kafka, "herald-dispatcher-attempts")?);
         let topic = kafka.topics().attempts();
-        let targets = high_watermarks(consumer, &topic).await?;
+        let targets = high_watermarks(&consumer, &topic).await?;
         let since = herald_kafka::now_ms() - window.as_millis() as i64;
-        let assignment = start_offsets(consumer, &topic, &targets, since).await?;
+        let assignment = start_offsets(&consumer, &topic, &targets, since).await?;
         consumer.assign(&assignment).map_err(Error::from_kafka)?;
         let starts: HashMap<i32, i64> = assignment
             .elements()

@@ -135,15 +135,10 @@ pub fn tracked_consumer(
     Ok((consumer, tracker))
 }
 
-/// Drops a client off the async workers. Closing a consumer waits for the broker, which
-/// `herald dev` serves on these same workers: two closes at once on a 2-worker runtime could
-/// starve the broker until their timeouts.
-pub async fn close_off_runtime<C: Send + Sync + 'static>(client: Arc<C>) {
-    let _ = tokio::task::spawn_blocking(move || drop(client)).await;
-}
-
-/// A shared client that is dropped off the async workers when its last handle goes (see
-/// [`close_off_runtime`]); derefs to the `Arc` it holds.
+/// A shared client that is dropped off the async workers when its last handle goes; derefs
+/// to the `Arc` it holds. Closing a consumer waits for the broker, which `herald dev` serves
+/// on these same workers: two closes at once on a 2-worker runtime could starve the broker
+/// until their timeouts.
 pub struct Closing<C: Send + Sync + 'static>(Option<Arc<C>>);
 
 impl<C: Send + Sync + 'static> Closing<C> {

@@ -119,10 +119,11 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         while !shutdown.is_cancelled() {
             let followed = match consumer::reader(&config, "herald-view") {
                 Ok(reader) => {
-                    let reader = Arc::new(reader);
+                    let reader = consumer::Closing::new(reader);
                     let followed = self.follow_once(&reader, &ready, &shutdown).await;
+                    // Its last handle: the client closes off the async workers.
                     self.fresh.stopped();
-                    consumer::close_off_runtime(reader).await;
+                    drop(reader);
                     followed
                 }
                 Err(err) => Err(err),
