@@ -43,6 +43,8 @@ pub enum DeadReason {
     PayloadRejected,
     /// The destination address is not allowed (SSRF protection).
     DestinationForbidden,
+    /// A record in the events topic that is not a valid event (written straight to Kafka).
+    Undecodable,
 }
 
 impl DeadReason {
@@ -55,21 +57,24 @@ impl DeadReason {
             Self::EndpointDeleted => "endpoint_deleted",
             Self::PayloadRejected => "payload_rejected",
             Self::DestinationForbidden => "destination_forbidden",
+            Self::Undecodable => "undecodable",
         }
     }
 
+    /// Every reason, in declaration order.
+    pub const ALL: [Self; 7] = [
+        Self::Exhausted,
+        Self::EndpointGone,
+        Self::EndpointDisabled,
+        Self::EndpointDeleted,
+        Self::PayloadRejected,
+        Self::DestinationForbidden,
+        Self::Undecodable,
+    ];
+
     /// Parses [`as_str`](Self::as_str) output.
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Exhausted,
-            Self::EndpointGone,
-            Self::EndpointDisabled,
-            Self::EndpointDeleted,
-            Self::PayloadRejected,
-            Self::DestinationForbidden,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == text)
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
     }
 }
 

@@ -13,10 +13,18 @@ use std::time::Duration;
 pub struct DispatcherConfig {
     /// Consumer group of the main (events) consumer; the retry consumer uses `<group>-retry`.
     pub group: String,
-    /// Static group membership id of this instance (`group.instance.id`): a restarted
-    /// dispatcher takes its partitions back at once. Must be unique per running dispatcher.
-    /// Empty: the host name. `none`: dynamic membership.
+    /// Id of this instance: who holds the lease under `assignment = "all"`, and with
+    /// `static_membership` its `group.instance.id`. Must be unique per running dispatcher.
+    /// Empty: `<group>-<host name>`. `none`: no id (dynamic membership, no lease identity).
     pub instance_id: String,
+    /// Static group membership (`group.instance.id` = `instance_id`) under the group
+    /// protocol: a dispatcher restarted within the session timeout takes its partitions back
+    /// without a rebalance. Off by default: librdkafka's static member can be fenced by its
+    /// own re-join after a coordinator failover (FencedInstanceId, fatal for the client), and
+    /// a static member does not leave the group on a clean stop (its partitions wait out the
+    /// session timeout). Dynamic members leave at once on SIGTERM.
+    #[serde(default)]
+    pub static_membership: bool,
     /// How the consumers get their partitions: `group` (the Kafka group protocol; run several
     /// dispatchers to share the work), `all` (every partition, by hand; run exactly one), or
     /// `auto`: `all` on Herald's embedded broker, whose group coordinator can strand a
@@ -77,6 +85,7 @@ impl DispatcherConfig {
         Self {
             group: "herald-dispatcher".into(),
             instance_id: String::new(),
+            static_membership: false,
             assignment: Assignment::Auto,
             lease: Duration::from_secs(15),
             max_in_flight: 512,
@@ -115,7 +124,12 @@ impl DispatcherConfig {
         }
     }
 
-    /// The static membership id to use, if any (see `instance_id`).
+    /// The `group.instance.id` of the group consumers: only with `static_membership`.
+    pub fn static_instance(&self) -> Option<String> {
+        self.group_instance().filter(|_| self.static_membership)
+    }
+
+    /// This instance's id, if any (see `instance_id`).
     pub fn group_instance(&self) -> Option<String> {
         match self.instance_id.trim() {
             "none" => None,

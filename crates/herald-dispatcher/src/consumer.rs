@@ -3,6 +3,7 @@
 //! the offset only once every delivery's outcome is durable (ordered per partition).
 
 use crate::deliver::Deliverer;
+use crate::inbound::{self, Inbound};
 use herald_kafka::consumer::{tracked_consumer, Membership, TrackedConsumer};
 use herald_kafka::tracker::{OffsetTracker, Ticket};
 use herald_kafka::KafkaConfig;
@@ -62,6 +63,13 @@ pub async fn run(
         };
         let message = match message {
             Ok(message) => message,
+            Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
+                // Unrecoverable for this client: stop consuming (both consumers), drain,
+                // and let the service report it (see `Error::ConsumerFatal`).
+                tracing::error!(error = %code, "Fatal consumer error; stopping the dispatcher.");
+                shutdown.cancel();
+                break;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "Consumer error; continuing.");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -73,15 +81,20 @@ pub async fn run(
             message.partition(),
             message.offset(),
         );
-        let envelope = match herald_proto::decode::<v1::EventEnvelope>(
-            "event",
-            message.payload().unwrap_or_default(),
-        ) {
-            Ok(envelope) => envelope,
-            Err(err) => {
-                tracing::error!(partition = message.partition(), offset = message.offset(), error = %err, "Undecodable event skipped.");
-                metrics::counter!("herald_events_undecodable_total").increment(1);
-                complete(&consumer, &tracker, &ticket);
+        let timestamp = message.timestamp().to_millis();
+        let envelope = match inbound::read(message.payload().unwrap_or_default(), timestamp) {
+            Inbound::Event(envelope) => envelope,
+            Inbound::Undecodable(error) => {
+                let letter =
+                    inbound::dead_letter(&message, error, deliverer.writer.topics.attempts());
+                let (writer, consumer, tracker) =
+                    (deliverer.writer.clone(), consumer.clone(), tracker.clone());
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    if writer.undecodable(letter).await.is_ok() {
+                        complete(&consumer, &tracker, &ticket);
+                    }
+                });
                 continue;
             }
         };
@@ -103,7 +116,9 @@ async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) -> bool {
     // The event exists, so it was accepted before now whatever the producer's clock says:
     // an endpoint created before it was accepted must be in the view before fan-out.
     let accepted = envelope.accepted_at_ms.min(herald_kafka::now_ms());
-    deliverer.endpoints_synced(accepted).await;
+    if deliverer.endpoints_synced(accepted).await.is_err() {
+        return false;
+    }
     let subscribers = deliverer.endpoints.subscribers(
         &envelope.event_type,
         &envelope.tenant,

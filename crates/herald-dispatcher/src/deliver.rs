@@ -114,29 +114,36 @@ impl Deliverer {
 
     /// Waits until the endpoints view holds every change acknowledged before `at_ms`, so an
     /// endpoint created (or re-subscribed) just before an event was accepted is not missed.
-    pub async fn endpoints_synced(&self, at_ms: i64) {
-        if !self
-            .endpoints
-            .view()
-            .wait_synced(at_ms, VIEW_SYNC_PATIENCE)
-            .await
-        {
-            metrics::counter!("herald_endpoints_view_stale_total").increment(1);
-            tracing::warn!(
-                waited_s = VIEW_SYNC_PATIENCE.as_secs(),
-                "Endpoints view not confirmed current; using it as it is."
-            );
+    /// When the broker cannot confirm it within the patience the view is used as it is (and
+    /// counted); when the service is stopping and the view's syncs halted, the work is
+    /// abandoned instead (its offset is not stored: it is done after the restart).
+    pub async fn endpoints_synced(&self, at_ms: i64) -> Result<(), Abandoned> {
+        let view = self.endpoints.view();
+        if view.wait_synced(at_ms, VIEW_SYNC_PATIENCE).await {
+            return Ok(());
         }
+        if view.syncs_halted() {
+            return Err(Abandoned);
+        }
+        metrics::counter!("herald_endpoints_view_stale_total").increment(1);
+        tracing::warn!(
+            waited_s = VIEW_SYNC_PATIENCE.as_secs(),
+            "Endpoints view not confirmed current; using it as it is."
+        );
+        Ok(())
     }
 
     /// The endpoint of a task; a miss is double-checked against a synced view, so a delivery
     /// is never parked as "endpoint deleted" only because this view had not read it yet.
-    async fn endpoint(&self, id: &EndpointId) -> Option<herald_kafka::endpoints::Entry> {
+    async fn endpoint(
+        &self,
+        id: &EndpointId,
+    ) -> Result<Option<herald_kafka::endpoints::Entry>, Abandoned> {
         if let Some(entry) = self.endpoints.get(id) {
-            return Some(entry);
+            return Ok(Some(entry));
         }
-        self.endpoints_synced(herald_kafka::now_ms()).await;
-        self.endpoints.get(id)
+        self.endpoints_synced(herald_kafka::now_ms()).await?;
+        Ok(self.endpoints.get(id))
     }
 
     /// Claims the delivery of a task fresh from the events topic. False when this process
@@ -170,7 +177,7 @@ impl Deliverer {
                 .dead_unattempted(task, DeadReason::EndpointDeleted)
                 .await;
         };
-        let Some(entry) = self.endpoint(&endpoint_id).await else {
+        let Some(entry) = self.endpoint(&endpoint_id).await? else {
             return self
                 .dead_unattempted(task, DeadReason::EndpointDeleted)
                 .await;

@@ -14,6 +14,11 @@ pub enum Error {
     /// stopped consuming so that only one delivers.
     #[error("another dispatcher took over the group's lease; stopped (restart to stand by)")]
     LeaseLost,
+    /// A consumer hit an error librdkafka cannot recover from (for instance a static member
+    /// fenced by its own re-join): the dispatcher drained and stopped so that its supervisor
+    /// starts it again, instead of stalling without partitions.
+    #[error("Kafka consumer failed for good: {0}; drained and stopped (restart it)")]
+    ConsumerFatal(String),
 }
 
 /// `Result` with the dispatcher's error.

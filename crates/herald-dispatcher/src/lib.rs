@@ -12,6 +12,7 @@
 //! Modules:
 //! - [`config`]: `DispatcherConfig`, validated at start.
 //! - [`consumer`]: the events consumer and fan-out.
+//! - [`inbound`]: records of the events topic checked (producers may write to Kafka directly).
 //! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
 //! - [`health`]: per-endpoint health, transitions made durable and audited.
 //! - [`hold`]: tasks held in memory while their partition is paused.
@@ -32,6 +33,7 @@ pub mod delivered;
 pub mod error;
 pub mod health;
 pub mod hold;
+pub mod inbound;
 pub mod retry;
 pub mod route;
 pub mod service;

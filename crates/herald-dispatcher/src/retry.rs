@@ -74,6 +74,13 @@ pub async fn run(
         };
         let message = match message {
             Ok(message) => message,
+            Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
+                // Unrecoverable for this client: stop consuming (both consumers), drain,
+                // and let the service report it (see `Error::ConsumerFatal`).
+                tracing::error!(error = %code, "Fatal consumer error; stopping the dispatcher.");
+                shutdown.cancel();
+                break;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "Retry consumer error; continuing.");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -87,7 +87,26 @@ impl OutcomeWriter {
             reason: reason.as_str().to_owned(),
             dead_at_ms: herald_kafka::now_ms(),
             attempts_topic: self.topics.attempts(),
+            undecodable: None,
         };
+        self.durable_send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
+            .await
+    }
+
+    /// Parks a record of the events topic that is not a valid event (see [`crate::inbound`]).
+    pub async fn undecodable(&self, letter: v1::DeadLetter) -> Result<(), Abandoned> {
+        let record = letter.undecodable.as_ref();
+        let partition = record.map(|r| r.partition).unwrap_or_default();
+        tracing::error!(
+            partition,
+            offset = record.map(|r| r.offset).unwrap_or_default(),
+            error = record.map(|r| r.error.as_str()).unwrap_or_default(),
+            "Undecodable event parked in the dead-letter topic."
+        );
+        metrics::counter!("herald_events_undecodable_total").increment(1);
+        metrics::counter!("herald_dlq_writes_total", "reason" => letter.reason.clone())
+            .increment(1);
+        let key = format!("undecodable/{partition}");
         self.durable_send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
             .await
     }

@@ -92,7 +92,7 @@ pub async fn run(
     let assignment = config.assignment.resolve(&deps.kafka).await;
     let membership = Membership {
         group: config.group.clone(),
-        instance: config.group_instance(),
+        instance: config.static_instance(),
         assignment,
     };
     if !delivered.wait_ready(Duration::from_secs(60)).await {
@@ -155,6 +155,10 @@ pub async fn run(
         events.map_err(Error::Kafka)?,
         retries.map_err(Error::Kafka)?,
     );
+    let fatal = [&events, &retries]
+        .iter()
+        .find_map(|consumer| consumer.client().fatal_error())
+        .map(|(code, reason)| format!("{code}: {reason}"));
     tracing::info!(in_flight = tasks.len(), "Dispatcher draining.");
     tasks.close();
     if tokio::time::timeout(drain_deadline, tasks.wait())
@@ -182,6 +186,13 @@ pub async fn run(
         }
     }
     keep_stop.cancel();
+    if let Some(fatal) = fatal {
+        if let Some(holder) = holder {
+            holder.release().await;
+        }
+        stop_tail(&tail, &tail_stop).await;
+        return Err(Error::ConsumerFatal(fatal));
+    }
     if lost.is_cancelled() {
         stop_tail(&tail, &tail_stop).await;
         return Err(Error::LeaseLost);

@@ -80,13 +80,22 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Writes the health fields of `endpoint` as `version`, applies them to this process's
-    /// view and tells the health book it was this process.
+    /// Writes the health fields of `endpoint` as `version`, reads the view up to it and, when
+    /// the record stood (no admin change came first), tells the health book it was this
+    /// process.
     async fn write_health(&self, endpoint: &Endpoint, version: u64) -> Result<(), Abandoned> {
-        let state = self.writer.endpoint_health(endpoint, version).await?;
-        self.endpoints.apply_local(&endpoint.id, Some(&state));
+        self.writer.endpoint_health(endpoint, version).await?;
+        let view = self.endpoints.view();
+        if !view
+            .wait_synced(herald_kafka::now_ms(), std::time::Duration::from_secs(10))
+            .await
+        {
+            tracing::warn!(endpoint_id = %endpoint.id, "Endpoint health written but not yet read back.");
+        }
         if let Some(entry) = self.endpoints.get(&endpoint.id) {
-            self.health.wrote(&entry);
+            if entry.version == version && entry.endpoint.updated_at == endpoint.updated_at {
+                self.health.wrote(&entry);
+            }
         }
         Ok(())
     }

@@ -123,8 +123,9 @@ fn current(state: &IngestState, headers: &HeaderMap, id: &EndpointId) -> Result<
     Ok(entry)
 }
 
-/// Writes a full state, applies it to the local view, then reads the topic up to it: 409
-/// when a concurrent change of the same version landed after it and replaced it.
+/// Writes a full state, then reads the topic up to it: 409 when a concurrent change built on
+/// the same version landed before it (the first one in the log stands, in every view).
+/// Nothing is applied to the view by hand: it shows what the log says, in log order.
 async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result<(), ApiError> {
     let record = convert::endpoint_to_state(endpoint, version, state.endpoints.master_key());
     state
@@ -135,7 +136,6 @@ async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result
             &record.encode_to_vec(),
         )
         .await?;
-    state.endpoints.apply_local(&endpoint.id, Some(&record));
     let view = state.endpoints.view();
     if !view.wait_synced(herald_kafka::now_ms(), CONFIRM_WAIT).await {
         // Acknowledged but not read back in time: it stands unless a conflict shows up later.
@@ -387,7 +387,15 @@ pub async fn delete(
         .producer
         .send_tombstone(&state.topics.endpoints(), id.as_str().as_bytes())
         .await?;
-    state.endpoints.apply_local(&id, None);
+    // Read-your-writes: the view has read the tombstone before the answer goes out.
+    if !state
+        .endpoints
+        .view()
+        .wait_synced(herald_kafka::now_ms(), CONFIRM_WAIT)
+        .await
+    {
+        tracing::warn!(endpoint_id = %id, "Endpoint deletion written but not yet read back.");
+    }
     audit(
         &state,
         &principal,

@@ -19,6 +19,10 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Replication factor of every topic (3 on a real cluster, 1 on a single broker).
     pub replication_factor: i16,
+    /// `min.insync.replicas` of every topic Herald creates: with `acks=all`, a write is
+    /// acknowledged only once this many replicas have it. Unset: `min(replication_factor, 2)`.
+    #[serde(default)]
+    pub min_insync_replicas: Option<i16>,
     /// Retention of the events topic.
     #[serde(with = "serde_human")]
     pub events_retention: Duration,
@@ -45,12 +49,19 @@ impl KafkaConfig {
             topic_prefix: herald_core::topics::DEFAULT_PREFIX.to_owned(),
             partitions: 6,
             replication_factor: 1,
+            min_insync_replicas: None,
             events_retention: days(7),
             dlq_retention: days(30),
             attempts_retention: days(7),
             produce_timeout: Duration::from_secs(10),
             client: BTreeMap::new(),
         }
+    }
+
+    /// `min.insync.replicas` for the topics Herald creates.
+    pub fn min_insync_replicas(&self) -> i16 {
+        self.min_insync_replicas
+            .unwrap_or(self.replication_factor.min(2))
     }
 
     /// The topic names under this config's prefix.
@@ -68,6 +79,13 @@ impl KafkaConfig {
         }
         if self.replication_factor < 1 {
             return Err("kafka.replication_factor: must be at least 1".into());
+        }
+        let min_isr = self.min_insync_replicas();
+        if min_isr < 1 || min_isr > self.replication_factor {
+            return Err(format!(
+                "kafka.min_insync_replicas: must be between 1 and kafka.replication_factor ({}), not {min_isr}",
+                self.replication_factor
+            ));
         }
         if self.produce_timeout < Duration::from_millis(100) {
             return Err("kafka.produce_timeout: must be at least 100ms".into());

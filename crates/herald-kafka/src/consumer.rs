@@ -104,6 +104,8 @@ impl Membership {
 
 /// Builds a group consumer: `enable.auto.offset.store=false`, auto-commit of stored offsets,
 /// `auto.offset.reset=earliest` (a new group starts from the beginning: nothing is skipped).
+/// These are what at-least-once rests on, so they win over `kafka.client`; the timing
+/// defaults below (session timeout 10 s, heartbeat 1 s, commit every 500 ms) give way to it.
 pub fn tracked_consumer(
     config: &KafkaConfig,
     membership: &Membership,
@@ -120,16 +122,24 @@ pub fn tracked_consumer(
     if let Some(instance) = &membership.instance {
         client.set("group.instance.id", instance);
     }
-    let consumer = client
+    client
         .set("group.id", &membership.group)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "100")
-        .set("enable.partition.eof", "false")
+        .set("enable.partition.eof", "false");
+    // Tunable defaults: `kafka.client` may set these (e.g. a longer session timeout).
+    for (key, value) in [
+        ("auto.commit.interval.ms", "500"),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+        ("fetch.wait.max.ms", "100"),
+    ] {
+        if !config.client.contains_key(key) {
+            client.set(key, value);
+        }
+    }
+    let consumer = client
         .create_with_context(context)
         .map_err(Error::from_kafka)?;
     Ok((consumer, tracker))

@@ -57,8 +57,11 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
             });
             match decoded {
                 Ok((endpoint, version)) => {
+                    // First writer wins: a change is written as the version it was built
+                    // on + 1, so of two changes built on the same version, the one the log
+                    // holds first stands in every view, and its writer can tell at once.
                     let current = state.by_id.get(&endpoint.id).map(|e| e.version);
-                    if current.is_none_or(|v| version >= v) {
+                    if current.is_none_or(|v| version > v) {
                         state.by_id.insert(
                             endpoint.id.clone(),
                             Entry {
@@ -84,10 +87,11 @@ pub fn health_key(id: &EndpointId) -> String {
     format!("{id}/health")
 }
 
-/// A dispatcher's health record: merged into the current endpoint when it was written on
-/// top of exactly the current version; dropped otherwise (an admin change came in between,
-/// or the endpoint is gone). Every view folds the same log in the same order, so every view
-/// drops or merges the same records.
+/// A dispatcher's health record: merged into the current endpoint when it is newer than the
+/// current version (it was written on top of it); dropped otherwise (an admin change came in
+/// between, or the endpoint is gone). Every view folds the same log in the same order, so
+/// every view drops or merges the same records. "Newer", not "exactly the next": once
+/// compaction removed the health records in between, the latest one still applies.
 fn apply_health(state: &mut EndpointsState, record: &v1::EndpointState) {
     let Ok(id) = EndpointId::parse(&record.id) else {
         state.unreadable += 1;
@@ -96,7 +100,7 @@ fn apply_health(state: &mut EndpointsState, record: &v1::EndpointState) {
     let Some(current) = state.by_id.get(&id) else {
         return;
     };
-    if record.version != current.version + 1 {
+    if record.version <= current.version {
         tracing::debug!(endpoint_id = %id, version = record.version, current = current.version, "Stale endpoint health record dropped.");
         return;
     }
@@ -179,13 +183,6 @@ impl EndpointsView {
         });
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found
-    }
-
-    /// Applies a state record this service wrote (read-your-writes for the admin API).
-    pub fn apply_local(&self, id: &EndpointId, record: Option<&v1::EndpointState>) {
-        let bytes = record.map(prost::Message::encode_to_vec);
-        self.view
-            .apply_local(id.as_str().as_bytes(), bytes.as_deref());
     }
 }
 
@@ -289,5 +286,61 @@ mod tests {
             &convert::endpoint_health_to_state(&gone, 1),
         );
         assert!(!state.by_id.contains_key(&gone.id));
+    }
+
+    #[test]
+    fn of_two_changes_built_on_one_version_the_first_in_the_log_stands() {
+        let key = MasterKey::from_bytes([1; 32]);
+        let mut state = EndpointsState::default();
+        let base = endpoint("https://a.example/hook");
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&base, 1, &key),
+        );
+        let (mut first, mut second) = (base.clone(), base.clone());
+        first.description = "first".into();
+        second.description = "second".into();
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&first, 2, &key),
+        );
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&second, 2, &key),
+        );
+        assert_eq!(state.by_id[&base.id].endpoint.description, "first");
+        // A change built on the winner applies.
+        second.description = "third".into();
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&second, 3, &key),
+        );
+        assert_eq!(state.by_id[&base.id].version, 3);
+    }
+
+    #[test]
+    fn after_compaction_the_latest_health_record_still_applies() {
+        // Compaction kept configuration 1 and health 3 (health 2 is gone).
+        let key = MasterKey::from_bytes([1; 32]);
+        let mut state = EndpointsState::default();
+        let config = endpoint("https://a.example/hook");
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&config, 1, &key),
+        );
+        let mut health = config.clone();
+        health.failing_since = Some(99);
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_health_to_state(&health, 3),
+        );
+        let entry = &state.by_id[&config.id];
+        assert_eq!((entry.version, entry.endpoint.failing_since), (3, Some(99)));
     }
 }

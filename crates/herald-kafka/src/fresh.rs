@@ -44,6 +44,8 @@ pub struct Freshness {
     /// How long syncs keep running after the last waiter asked (ms; 0: only on demand).
     warm_ms: AtomicI64,
     wake: Notify,
+    /// Syncs stopped for good (the service is shutting down): nothing more can be confirmed.
+    halted: watch::Sender<bool>,
     /// The follower's client, used for watermark requests (none while it restarts).
     reader: Mutex<Option<Arc<StreamConsumer>>>,
 }
@@ -59,6 +61,7 @@ impl Freshness {
             asked: AtomicI64::new(i64::MIN),
             warm_ms: AtomicI64::new(0),
             wake: Notify::new(),
+            halted: watch::channel(false).0,
             reader: Mutex::new(None),
         })
     }
@@ -93,6 +96,7 @@ impl Freshness {
 
     /// Waits until every record acknowledged before `at_ms` is applied, at most `patience`.
     /// False when that did not happen in time (broker unreachable, follower stuck).
+    /// Returns at once (false) once syncs have halted for shutdown.
     pub async fn wait_synced(&self, at_ms: i64, patience: Duration) -> bool {
         self.asked.fetch_max(crate::now_ms(), Ordering::SeqCst);
         if *self.synced.borrow() >= at_ms {
@@ -101,8 +105,19 @@ impl Freshness {
         self.wanted.fetch_max(at_ms, Ordering::SeqCst);
         self.wake.notify_one();
         let mut synced = self.synced.subscribe();
-        let waited = tokio::time::timeout(patience, synced.wait_for(|s| *s >= at_ms)).await;
-        waited.is_ok_and(|r| r.is_ok())
+        let mut halted = self.halted.subscribe();
+        tokio::select! {
+            waited = tokio::time::timeout(patience, synced.wait_for(|s| *s >= at_ms)) => {
+                waited.is_ok_and(|r| r.is_ok())
+            }
+            _ = halted.wait_for(|h| *h) => *self.synced.borrow() >= at_ms,
+        }
+    }
+
+    /// Whether syncs stopped for good (shutdown): a failed [`Freshness::wait_synced`] then
+    /// means "cannot know", not "the broker is slow".
+    pub fn is_halted(&self) -> bool {
+        *self.halted.borrow()
     }
 
     /// Whether a sync should run now: a waiter needs one, or waiters asked recently.
@@ -113,8 +128,14 @@ impl Freshness {
         wanted || warm
     }
 
-    /// Runs syncs while waiters want them, until `shutdown`.
+    /// Runs syncs while waiters want them, until `shutdown`; then halts (see
+    /// [`Freshness::is_halted`]), releasing every waiter.
     pub async fn run_syncs(self: Arc<Self>, shutdown: CancellationToken) {
+        self.sync_until(&shutdown).await;
+        self.halted.send_replace(true);
+    }
+
+    async fn sync_until(&self, shutdown: &CancellationToken) {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -230,5 +251,28 @@ mod tests {
         f.synced.send_replace(1_000);
         assert!(f.wait_synced(900, Duration::from_millis(1)).await);
         assert!(!f.wait_synced(1_001, Duration::from_millis(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_releases_waiters_at_once_and_says_it_halted() {
+        let f = Freshness::new("t".into());
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(f.clone().run_syncs(shutdown.clone()));
+        let waiter = {
+            let f = f.clone();
+            tokio::spawn(async move { f.wait_synced(1_000, Duration::from_secs(3_600)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!f.is_halted());
+        shutdown.cancel();
+        runner.await.unwrap();
+        // Released by the halt, not by its hour of patience.
+        let released = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+        assert!(
+            !released.expect("released").unwrap(),
+            "nothing was confirmed"
+        );
+        assert!(f.is_halted());
+        assert!(!f.wait_synced(2_000, Duration::from_secs(3_600)).await);
     }
 }

@@ -1,8 +1,10 @@
-//! Topic provisioning: every topic Herald needs, created idempotently with its cleanup policy
-//! and retention. Runs at every start (`herald topics create` runs it on demand).
+//! Topic provisioning: every topic Herald needs, created idempotently with its cleanup policy,
+//! retention and `min.insync.replicas`. Runs at every start (`herald topics create` runs it on
+//! demand). A topic that exists already is never changed, but it must match: a different
+//! partition count or cleanup policy is a configuration error, named, not a silent mismatch.
 
 use crate::{Error, KafkaConfig, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
@@ -100,6 +102,7 @@ async fn create_once(
             Cleanup::Compact => "-1".to_owned(),
         })
         .collect();
+    let min_isr = config.min_insync_replicas().to_string();
     let new_topics: Vec<NewTopic> = specs
         .iter()
         .zip(&retention_ms)
@@ -115,6 +118,7 @@ async fn create_once(
             )
             .set("cleanup.policy", policy)
             .set("retention.ms", retention)
+            .set("min.insync.replicas", &min_isr)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -135,7 +139,104 @@ async fn create_once(
             }
         }
     }
+    let existing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|spec| {
+            outcome
+                .iter()
+                .any(|(name, created)| !created && *name == spec.name)
+        })
+        .collect();
+    if !existing.is_empty() {
+        check_existing(admin, config, &existing).await?;
+    }
     Ok(outcome)
+}
+
+/// Checks that topics which existed already have the partition count and cleanup policy
+/// Herald would have created them with.
+async fn check_existing(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &KafkaConfig,
+    specs: &[&TopicSpec],
+) -> Result<()> {
+    let client: rdkafka::consumer::BaseConsumer = config
+        .client_config("herald-admin")
+        .create()
+        .map_err(Error::from_kafka)?;
+    let metadata = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer as _;
+        client.fetch_metadata(None, Duration::from_secs(10))
+    })
+    .await
+    .map_err(|err| Error::Unavailable(err.to_string()))?
+    .map_err(Error::from_kafka)?;
+    let actual: Vec<(String, i32)> = metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect();
+    let resources: Vec<ResourceSpecifier> = specs
+        .iter()
+        .map(|spec| ResourceSpecifier::Topic(&spec.name))
+        .collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let policies: Vec<Option<String>> = match admin.describe_configs(&resources, &options).await {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| {
+                r.ok()
+                    .and_then(|c| c.get("cleanup.policy").and_then(|e| e.value.clone()))
+            })
+            .collect(),
+        Err(err) => {
+            // Some brokers (the embedded one) do not describe configs: the partition check
+            // still runs.
+            tracing::warn!(error = %err, "Could not read topic configs; cleanup policies not checked.");
+            vec![None; specs.len()]
+        }
+    };
+    for (spec, policy) in specs.iter().zip(policies) {
+        let partitions = actual
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .map(|(_, n)| *n);
+        if let Some(problem) = mismatch(spec, partitions, policy.as_deref()) {
+            return Err(Error::Config(problem));
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with an existing topic, if anything: its partition count (from metadata)
+/// or its cleanup policy (when the broker said) differs from `spec`.
+fn mismatch(spec: &TopicSpec, partitions: Option<i32>, policy: Option<&str>) -> Option<String> {
+    if let Some(actual) = partitions.filter(|n| *n != spec.partitions) {
+        let key = if spec.partitions == 1 {
+            "(always 1 for state topics)"
+        } else {
+            "(kafka.partitions)"
+        };
+        return Some(format!(
+            "topic {} exists with {actual} partitions, but Herald expects {} {key}; Herald \
+             never changes an existing topic: set kafka.partitions to match the cluster, or \
+             recreate or alter the topic",
+            spec.name, spec.partitions
+        ));
+    }
+    let wanted = match spec.cleanup {
+        Cleanup::Compact => "compact",
+        Cleanup::Delete(_) => "delete",
+    };
+    match policy {
+        Some(actual) if actual != wanted => Some(format!(
+            "topic {} exists with cleanup.policy={actual}, but Herald needs \
+             cleanup.policy={wanted}; alter the topic (kafka-configs --alter \
+             --add-config cleanup.policy={wanted})",
+            spec.name
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -159,5 +260,26 @@ mod tests {
         let leases = specs.iter().find(|s| s.name == "herald.leases.v1").unwrap();
         assert_eq!((leases.partitions, leases.cleanup), (1, Cleanup::Compact));
         assert_eq!(specs.len(), 10);
+    }
+
+    #[test]
+    fn an_existing_topic_must_match_partitions_and_cleanup_policy() {
+        let config = KafkaConfig::with_brokers("localhost:9092");
+        let specs = topic_specs(&config, &[]);
+        let events = specs.iter().find(|s| s.name == "herald.events.v1").unwrap();
+        let endpoints = specs
+            .iter()
+            .find(|s| s.name == "herald.endpoints.v1")
+            .unwrap();
+        assert_eq!(mismatch(events, Some(6), Some("delete")), None);
+        assert_eq!(mismatch(events, Some(6), None), None);
+        assert_eq!(mismatch(endpoints, Some(1), Some("compact")), None);
+        let wrong = mismatch(events, Some(3), Some("delete")).unwrap();
+        assert!(
+            wrong.contains("exists with 3 partitions") && wrong.contains("kafka.partitions"),
+            "{wrong}"
+        );
+        let wrong = mismatch(endpoints, Some(1), Some("delete")).unwrap();
+        assert!(wrong.contains("cleanup.policy=compact"), "{wrong}");
     }
 }

@@ -89,6 +89,11 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         self.fresh.wait_synced(at_ms, patience).await
     }
 
+    /// Whether the view's syncs stopped for shutdown (see [`crate::fresh`]).
+    pub fn syncs_halted(&self) -> bool {
+        self.fresh.is_halted()
+    }
+
     /// Keeps its syncs running for `period` after each [`View::wait_synced`], for a view
     /// that is asked all the time (see [`crate::fresh`]).
     pub fn keep_syncs_warm(&self, period: Duration) {

@@ -54,6 +54,14 @@ impl Entry {
             "redriven_by": self.redriven.as_ref().map(|m| m.replay_id.clone()),
             "position": {"partition": self.partition, "offset": self.offset},
         });
+        if let Some(record) = &self.letter.undecodable {
+            // A record of the events topic that was not a valid event: where it is, and why.
+            out["undecodable"] = json!({
+                "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "error": record.error, "timestamp": format_instant(record.timestamp_ms),
+                "bytes": record.value.len(),
+            });
+        }
         if detailed {
             out["first_failure"] = json!(failure(&task.first_failure));
             out["attempt_log"] = json!(task

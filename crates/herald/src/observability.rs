@@ -207,16 +207,6 @@ fn zero_kafka() {
     }
 }
 
-/// Every dead-letter reason (`herald_dlq_writes_total{reason}`).
-pub const DEAD_REASONS: [DeadReason; 6] = [
-    DeadReason::Exhausted,
-    DeadReason::EndpointGone,
-    DeadReason::EndpointDisabled,
-    DeadReason::EndpointDeleted,
-    DeadReason::PayloadRejected,
-    DeadReason::DestinationForbidden,
-];
-
 /// Starts the ingest counters at 0.
 pub fn zero_ingest() {
     metrics::counter!("herald_events_accepted_total").absolute(0);
@@ -243,7 +233,7 @@ pub fn zero_dispatcher() {
     for outcome in ["delivered", "retry", "dead"] {
         metrics::counter!("herald_deliveries_total", "outcome" => outcome).absolute(0);
     }
-    for reason in DEAD_REASONS {
+    for reason in DeadReason::ALL {
         metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).absolute(0);
     }
     metrics::counter!("herald_endpoint_disabled_total", "reason" => "gone").absolute(0);
