@@ -1,8 +1,8 @@
 //! Every bad request gets its stated status and a JSON error naming the problem, and the good
 //! events sent between them are delivered exactly once, nothing else.
 
+use crate::harness::Receiver;
 use crate::stack::*;
-use crate::utils::Receiver;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! delivered or dead-lettered, never lost, within its attempt budget and its schedule.
 
 use crate::chaos_receiver::{Act, ChaosReceiver, Hit};
+use crate::harness::*;
 use crate::stack::*;
-use crate::utils::Receiver;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

@@ -163,3 +163,15 @@ async fn serve(
         }
     }
 }
+
+/// Chaos hits as the Python verifier's input.
+pub fn as_received(hits: &[Hit]) -> Vec<crate::harness::Received> {
+    hits.iter()
+        .map(|h| crate::harness::Received {
+            at: h.at,
+            path: "/".into(),
+            headers: h.headers.clone(),
+            body: h.body.clone(),
+        })
+        .collect()
+}

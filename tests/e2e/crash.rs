@@ -3,9 +3,9 @@
 //! the deliveries in flight at each kill, every one with the same `webhook-id`. One event in
 //! twenty fails its first attempt, so the stops also hit tasks waiting in the retry tiers.
 
-use crate::chaos_receiver::{Act, ChaosReceiver, Hit};
+use crate::chaos_receiver::{as_received, Act, ChaosReceiver, Hit};
+use crate::harness::*;
 use crate::stack::*;
-use crate::utils::verify_with_python;
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ fn fails_first(id: &str) -> bool {
 }
 
 /// Runs the scenario with `signal`; returns (successful deliveries, duplicates among them).
-fn deliver_through_restarts(name: &str, signal: &str) -> (usize, usize) {
+fn deliver_through_restarts(flavor: Flavor, name: &str, signal: &str) -> (usize, usize) {
     let receiver = ChaosReceiver::start(Arc::new(|id, seen| {
         if seen == 0 && fails_first(id) {
             Act::Answer(503, Duration::ZERO)
@@ -31,7 +31,7 @@ fn deliver_through_restarts(name: &str, signal: &str) -> (usize, usize) {
             Act::Answer(200, Duration::ZERO)
         }
     }));
-    let mut stack = Stack::start(name, &[]);
+    let mut stack = Stack::on(flavor, name, &[]);
     let (_id, secret) = stack
         .api
         .create_endpoint(&format!("http://{}/hook", receiver.addr), &[]);
@@ -112,7 +112,7 @@ fn deliver_through_restarts(name: &str, signal: &str) -> (usize, usize) {
     // Everything was delivered and the last stop drained: the group's committed offsets
     // reached the end of the events topic (a restart would re-read nothing).
     let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX).events();
-    for (committed, end) in committed_and_end(stack.broker_addr, "herald-dispatcher", &events) {
+    for (committed, end) in committed_and_end(&stack.brokers(), "herald-dispatcher", &events) {
         assert_eq!(
             committed, end,
             "committed offsets reach the end of {events}"
@@ -123,8 +123,20 @@ fn deliver_through_restarts(name: &str, signal: &str) -> (usize, usize) {
 
 #[test]
 fn sigkill_of_the_dispatcher_loses_nothing() {
-    let (_, duplicates) = deliver_through_restarts("sigkill", "KILL");
-    // Only what was in flight at each kill may repeat: bounded by max_in_flight per kill.
+    let (_, duplicates) = deliver_through_restarts(Flavor::suite(), "sigkill", "KILL");
+    assert_duplicates_bounded(duplicates);
+}
+
+/// The same on the embedded broker (`herald dev`'s), where the dispatcher consumes every
+/// partition under the lease instead of the group protocol.
+#[test]
+fn sigkill_of_the_dispatcher_loses_nothing_on_the_embedded_broker() {
+    let (_, duplicates) = deliver_through_restarts(Flavor::Embedded, "sigkill-embedded", "KILL");
+    assert_duplicates_bounded(duplicates);
+}
+
+/// Only what was in flight at each kill may repeat: bounded by max_in_flight per kill.
+fn assert_duplicates_bounded(duplicates: usize) {
     assert!(
         duplicates <= STOPS * 512,
         "{duplicates} duplicates: more than the in-flight deliveries at {STOPS} kills"
@@ -133,7 +145,7 @@ fn sigkill_of_the_dispatcher_loses_nothing() {
 
 #[test]
 fn sigterm_of_the_dispatcher_loses_nothing_and_duplicates_nothing() {
-    let (_, duplicates) = deliver_through_restarts("sigterm", "TERM");
+    let (_, duplicates) = deliver_through_restarts(Flavor::suite(), "sigterm", "TERM");
     assert_eq!(duplicates, 0, "a drained stop re-sends nothing");
 }
 

@@ -2,7 +2,7 @@
 //! endpoints: every event id arrives exactly once at every subscribed endpoint, with the
 //! right headers and body bytes, and every signature verifies independently.
 
-use crate::utils::*;
+use crate::harness::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn event(i: usize) -> serde_json::Value {
 #[test]
 fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures() {
     let dir = TempDir::new("delivery");
-    let (_broker, broker_addr) = start_broker(dir.path());
+    let broker = Broker::start(Flavor::suite(), dir.path());
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap());
     let token = admin_token();
     let mut env = herald_env(&token, &master_key());
@@ -32,7 +32,7 @@ fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures
         &[
             "dev",
             "--kafka",
-            &broker_addr.to_string(),
+            &broker.bootstrap(),
             "--listen",
             "127.0.0.1:0",
             "--data-dir",
@@ -138,7 +138,7 @@ fn thousand_events_reach_subscribed_endpoints_exactly_once_with_valid_signatures
 #[test]
 fn idempotency_key_yields_one_event_and_one_delivery() {
     let dir = TempDir::new("idem");
-    let (_broker, broker_addr) = start_broker(dir.path());
+    let broker = Broker::start(Flavor::suite(), dir.path());
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap());
     let token = admin_token();
     let mut herald = Proc::spawn(
@@ -146,7 +146,7 @@ fn idempotency_key_yields_one_event_and_one_delivery() {
         &[
             "dev",
             "--kafka",
-            &broker_addr.to_string(),
+            &broker.bootstrap(),
             "--listen",
             "127.0.0.1:0",
             "--data-dir",

@@ -3,7 +3,8 @@
 //! same moment through two ingest processes never both answer success when only one of them
 //! is in effect (the other gets 409).
 
-use crate::stack::{wait_until, Stack};
+use crate::harness::wait_until;
+use crate::stack::Stack;
 use serde_json::json;
 use std::time::Duration;
 

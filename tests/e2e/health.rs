@@ -4,6 +4,7 @@
 //! the period over; a success recovers it. Each transition is one audit record.
 
 use crate::chaos_receiver::{Act, ChaosReceiver};
+use crate::harness::read_topic;
 use crate::stack::*;
 use herald_proto::v1;
 use serde_json::{json, Value};
@@ -95,7 +96,7 @@ fn failing_endpoint_is_disabled_without_losing_admin_edits_and_reenabling_starts
     assert_eq!(recovered["description"], "edited while failing");
 
     // One audit record per transition, in order.
-    let actions: Vec<String> = read_topic(stack.broker_addr, "herald.audit.v1")
+    let actions: Vec<String> = read_topic(&stack.brokers(), "herald.audit.v1")
         .iter()
         .map(|bytes| herald_proto::decode::<v1::AuditRecord>("audit", bytes).unwrap())
         .filter(|r| r.target == id && r.actor == "system:dispatcher")

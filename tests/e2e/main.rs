@@ -1,8 +1,10 @@
-//! Cross-service end-to-end tests: a real broker process (`herald broker`, embedded tansu),
-//! the real `herald` service process, real HTTP receivers on loopback, and signatures checked
-//! by the independent `standardwebhooks` Python library.
+//! Cross-service end-to-end tests: a real broker (Apache Kafka 4.x by default, fetched from
+//! Maven Central on first use; a three-node cluster for failover; Herald's embedded broker for
+//! the `herald dev` lane), the real `herald` service processes, real HTTP receivers on
+//! loopback, and signatures checked by the independent `standardwebhooks` Python library.
+//! See `harness` for what each helper drives, and the README's "Tests" section for the lanes.
 
-mod utils;
+mod harness;
 
 mod bad_input;
 mod chaos;
@@ -10,10 +12,14 @@ mod chaos_receiver;
 mod crash;
 mod delivery;
 mod edits;
+mod failover;
 mod health;
+mod kafka_in;
+mod kafka_topics;
 mod observability;
 mod replay;
 mod restart;
+mod scale_out;
 mod stack;
 mod standby;
 mod subscribe;

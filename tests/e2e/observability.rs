@@ -3,13 +3,12 @@
 //! what the dead-letter topic holds, both `/metrics` outputs pass `promtool check metrics`,
 //! `herald status` summarises them, and `/readyz` follows the broker going away and back.
 
-use crate::utils::*;
+use crate::harness::*;
 use herald_proto::v1;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,9 +29,9 @@ struct Stack {
     dispatcher_url: String,
 }
 
-fn start_stack(dir: &Path, broker: SocketAddr, token: &str) -> Stack {
+fn start_stack(dir: &Path, broker: &Broker, token: &str) -> Stack {
     let mut env = herald_env(token, &master_key());
-    env.push(("HERALD_KAFKA__BROKERS", broker.to_string()));
+    env.extend(broker.herald_env());
     env.push(("HERALD_INGEST__LISTEN", "127.0.0.1:0".to_owned()));
     let mut ingest = Proc::spawn("ingest", &["ingest"], &env, dir);
     let ingest_url = ingest.wait_line("herald: ingest listening on", Duration::from_secs(120));
@@ -77,9 +76,9 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool, what: impl Fn() ->
 
 /// Dead letters by reason, read from the DLQ topic from the beginning until `expected`
 /// records were read (or `timeout`).
-fn dead_letters(broker: SocketAddr, expected: usize, timeout: Duration) -> BTreeMap<String, u64> {
+fn dead_letters(brokers: &str, expected: usize, timeout: Duration) -> BTreeMap<String, u64> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.to_string())
+        .set("bootstrap.servers", brokers)
         .set("group.id", "obs-e2e-dlq-reader")
         .set("enable.auto.commit", "false")
         .create()
@@ -115,10 +114,10 @@ fn answer(path: &str) -> u16 {
 #[test]
 fn metrics_match_what_receivers_and_the_dlq_saw_and_pass_promtool() {
     let dir = TempDir::new("observability");
-    let (_broker, broker_addr) = start_broker(dir.path());
+    let broker = Broker::start(Flavor::suite(), dir.path());
     let receiver = start_answering_receiver(answer);
     let token = admin_token();
-    let stack = start_stack(dir.path(), broker_addr, &token);
+    let stack = start_stack(dir.path(), &broker, &token);
     let api = &stack.api;
     for path in ["/ok", "/too-big", "/failing"] {
         api.create_endpoint(&format!("http://{}{path}", receiver.addr), &["mix.*"]);
@@ -148,7 +147,7 @@ fn metrics_match_what_receivers_and_the_dlq_saw_and_pass_promtool() {
 
     // Every event ends delivered at /ok and dead at /too-big (413) and /failing (500,
     // retried through the whole short schedule, then exhausted).
-    let letters = dead_letters(broker_addr, 2 * EVENTS, Duration::from_secs(180));
+    let letters = dead_letters(&broker.bootstrap(), 2 * EVENTS, Duration::from_secs(180));
     assert_eq!(
         letters,
         BTreeMap::from([
@@ -371,10 +370,9 @@ fn status_fails_clearly_when_nothing_answers() {
 #[test]
 fn readyz_is_503_while_the_broker_is_down_and_200_after_it_returns() {
     let dir = TempDir::new("readyz");
-    let broker_addr = free_port();
-    let mut broker = start_broker_at(dir.path(), broker_addr, "broker");
+    let mut broker = Broker::start(Flavor::suite(), dir.path());
     let token = admin_token();
-    let stack = start_stack(dir.path(), broker_addr, &token);
+    let stack = start_stack(dir.path(), &broker, &token);
     let urls = [stack.ingest_url.clone(), stack.dispatcher_url.clone()];
     let ready_gauge = |url: &str, value: f64| {
         let service = if url == urls[0] {
@@ -399,8 +397,7 @@ fn readyz_is_503_while_the_broker_is_down_and_200_after_it_returns() {
         assert_eq!(status, 200);
     }
 
-    broker.signal("KILL");
-    broker.wait_exit(Duration::from_secs(10));
+    broker.stop_node(0, "KILL");
     for url in &urls {
         wait_until(
             Duration::from_secs(30),
@@ -426,7 +423,7 @@ fn readyz_is_503_while_the_broker_is_down_and_200_after_it_returns() {
         assert_eq!(http_get(&format!("{url}/healthz")).unwrap().0, 200);
     }
 
-    let _broker = start_broker_at(dir.path(), broker_addr, "broker-again");
+    broker.restart();
     for url in &urls {
         wait_until(
             Duration::from_secs(120),

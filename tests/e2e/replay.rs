@@ -3,11 +3,10 @@
 //! Re-drives are counted where they are written (the shortest retry tier topic), so "exactly
 //! once" is checked on the log itself, not only at the receiver.
 
-use crate::utils::*;
+use crate::harness::*;
 use herald_proto::{v1, Message};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,8 +16,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 
 struct Stack {
     dir: TempDir,
-    _broker: Proc,
-    broker: SocketAddr,
+    broker: Broker,
     herald: Proc,
     api: Api,
     env: Vec<(&'static str, String)>,
@@ -27,16 +25,16 @@ struct Stack {
 impl Stack {
     fn start(name: &str) -> Self {
         let dir = TempDir::new(name);
-        let (broker_proc, broker) = start_broker(dir.path());
+        let broker = Broker::start(Flavor::suite(), dir.path());
         let token = admin_token();
         let mut env = herald_env(&token, &master_key());
-        env.push(("HERALD_KAFKA__BROKERS", broker.to_string()));
+        env.extend(broker.herald_env());
         let mut herald = Proc::spawn(
             "herald",
             &[
                 "dev",
                 "--kafka",
-                &broker.to_string(),
+                &broker.bootstrap(),
                 "--listen",
                 "127.0.0.1:0",
                 "--data-dir",
@@ -48,7 +46,6 @@ impl Stack {
         let base = herald.wait_line("herald: ingest listening on", Duration::from_secs(120));
         Self {
             dir,
-            _broker: broker_proc,
             broker,
             herald,
             api: Api::new(base, token),
@@ -102,7 +99,7 @@ impl Stack {
 
     /// The re-drive tasks of `replay_id` written to the shortest retry tier.
     fn redriven(&self, replay_id: &str) -> Vec<v1::DeliveryTask> {
-        read_topic(&self.broker.to_string(), TIER)
+        read_topic(&self.broker.bootstrap(), TIER)
             .iter()
             .filter_map(|bytes| v1::DeliveryTask::decode(bytes.as_slice()).ok())
             .filter(|task| task.replay_id == replay_id)
@@ -207,7 +204,7 @@ fn dlq_replay_drains_the_backlog_with_original_webhook_ids_and_is_idempotent() {
     assert_eq!(counts(&receiver.ids("/hook", 200)).values().max(), Some(&1));
 
     // Both runs are in the audit trail with who and what.
-    let audit: Vec<v1::AuditRecord> = read_topic(&stack.broker.to_string(), "herald.audit.v1")
+    let audit: Vec<v1::AuditRecord> = read_topic(&stack.broker.bootstrap(), "herald.audit.v1")
         .iter()
         .filter_map(|b| v1::AuditRecord::decode(b.as_slice()).ok())
         .collect();
@@ -402,7 +399,7 @@ fn dry_run_and_bad_input_change_nothing() {
     stack.ingest(N, "stock.moved");
     stack.wait_pending(&endpoint, N as u64);
     receiver.set_failing(false);
-    let brokers = stack.broker.to_string();
+    let brokers = stack.broker.bootstrap();
     // The dispatcher's lease renewals (leases.v1) are liveness, not data: left out.
     let data_marks = || {
         let mut marks = topic_watermarks(&brokers, "herald.");

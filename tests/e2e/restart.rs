@@ -1,7 +1,7 @@
 //! Events accepted, then `herald dev` (embedded broker, sqlite storage) killed before they
 //! could be delivered, then started again: every event is still delivered.
 
-use crate::utils::*;
+use crate::harness::*;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;

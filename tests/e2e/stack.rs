@@ -1,13 +1,10 @@
-//! Herald as separate processes on one broker process: `herald broker`, `herald ingest`,
-//! `herald dispatch`, each of which a test can stop, kill and start again.
+//! Herald as separate processes on a broker of their own (Apache Kafka by default, see
+//! [`Flavor::suite`]): `herald ingest` and `herald dispatch`, each of which a test can stop,
+//! kill and start again, as it can the broker.
 
-use crate::chaos_receiver::Hit;
-use crate::utils::*;
+use crate::harness::*;
 use herald_proto::v1;
-use rdkafka::consumer::Consumer;
-use rdkafka::Message;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Stacks are heavy (a broker and two services, thousands of events): one at a time, so
 /// tests running in parallel do not starve each other's broker into session timeouts.
@@ -15,8 +12,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Stack {
     pub dir: TempDir,
-    pub broker: Option<Proc>,
-    pub broker_addr: SocketAddr,
+    pub broker: Broker,
     pub ingest: Proc,
     pub api: Api,
     pub dispatcher: Option<Proc>,
@@ -27,17 +23,21 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Broker, ingest and one dispatcher; `env` overrides the test defaults.
+    /// The suite's broker, ingest and one dispatcher; `overrides` replace the test defaults.
     pub fn start(name: &str, overrides: &[(&'static str, &str)]) -> Self {
+        Self::on(Flavor::suite(), name, overrides)
+    }
+
+    /// [`Stack::start`] on a broker of the given flavour.
+    pub fn on(flavor: Flavor, name: &str, overrides: &[(&'static str, &str)]) -> Self {
         let turn = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = TempDir::new(name);
-        let broker_addr = free_port();
-        let broker = Some(start_broker_at(dir.path(), broker_addr, "broker"));
+        let broker = Broker::start(flavor, dir.path());
         let token = admin_token();
         let mut env = herald_env(&token, &master_key());
-        env.push(("HERALD_KAFKA__BROKERS", broker_addr.to_string()));
+        env.extend(broker.herald_env());
         env.push(("HERALD_INGEST__LISTEN", "127.0.0.1:0".to_owned()));
         env.push(("HERALD_METRICS_LISTEN", "127.0.0.1:0".to_owned()));
         env.push(("HERALD_INGEST__MAX_BATCH", "100".to_owned()));
@@ -55,7 +55,6 @@ impl Stack {
         let mut stack = Self {
             dir,
             broker,
-            broker_addr,
             ingest,
             api,
             dispatcher: None,
@@ -104,15 +103,17 @@ impl Stack {
         dispatcher.wait_exit(Duration::from_secs(60))
     }
 
+    /// `host:port,…` of the broker.
+    pub fn brokers(&self) -> String {
+        self.broker.bootstrap()
+    }
+
     pub fn stop_broker(&mut self) {
-        let mut broker = self.broker.take().expect("the broker runs");
-        broker.signal("TERM");
-        broker.wait_exit(Duration::from_secs(30));
+        self.broker.stop();
     }
 
     pub fn restart_broker(&mut self) {
-        assert!(self.broker.is_none());
-        self.broker = Some(start_broker_at(self.dir.path(), self.broker_addr, "broker"));
+        self.broker.restart();
     }
 
     /// Posts events in batches of 100, each with its own idempotency key, re-posting items
@@ -156,7 +157,7 @@ impl Stack {
 
     /// Every dead letter currently in the DLQ topic.
     pub fn dead_letters(&self) -> Vec<v1::DeadLetter> {
-        read_topic(self.broker_addr, "herald.deliveries.dlq.v1")
+        read_topic(&self.brokers(), "herald.deliveries.dlq.v1")
             .iter()
             .map(|bytes| herald_proto::decode("dead letter", bytes).expect("dead letter"))
             .collect()
@@ -174,111 +175,5 @@ impl Stack {
                 proc.name
             );
         }
-    }
-}
-
-/// A group-less reader on `broker` and the high watermark of each partition of `topic`.
-async fn reader_and_ends(
-    broker: SocketAddr,
-    topic: &str,
-) -> (
-    std::sync::Arc<rdkafka::consumer::StreamConsumer>,
-    std::collections::HashMap<i32, i64>,
-) {
-    let config = herald_kafka::KafkaConfig::with_brokers(broker.to_string());
-    let reader = std::sync::Arc::new(herald_kafka::consumer::reader(&config, "e2e").unwrap());
-    let ends = herald_kafka::view::high_watermarks(&reader, topic)
-        .await
-        .unwrap();
-    (reader, ends)
-}
-
-/// Reads every record value of `topic` up to its current end.
-pub fn read_topic(broker: SocketAddr, topic: &str) -> Vec<Vec<u8>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (reader, ends) = reader_and_ends(broker, topic).await;
-        let mut list = rdkafka::TopicPartitionList::new();
-        for partition in ends.keys() {
-            list.add_partition_offset(topic, *partition, rdkafka::Offset::Beginning)
-                .unwrap();
-        }
-        reader.assign(&list).unwrap();
-        let mut left: std::collections::HashMap<i32, i64> =
-            ends.into_iter().filter(|(_, end)| *end > 0).collect();
-        let mut values = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !left.is_empty() {
-            assert!(Instant::now() < deadline, "reading {topic} timed out");
-            let message = tokio::time::timeout(Duration::from_secs(10), reader.recv())
-                .await
-                .expect("record within 10s")
-                .unwrap();
-            values.push(message.payload().unwrap_or_default().to_vec());
-            if left
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                left.remove(&message.partition());
-            }
-        }
-        values
-    })
-}
-
-/// For each partition of `topic`: (offset `group` committed, high watermark).
-pub fn committed_and_end(broker: SocketAddr, group: &str, topic: &str) -> Vec<(i64, i64)> {
-    use rdkafka::consumer::BaseConsumer;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (_reader, ends) = runtime.block_on(reader_and_ends(broker, topic));
-    let group_client: BaseConsumer = herald_kafka::KafkaConfig::with_brokers(broker.to_string())
-        .client_config("e2e-offsets")
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut list = rdkafka::TopicPartitionList::new();
-    for partition in ends.keys() {
-        list.add_partition(topic, *partition);
-    }
-    let committed = group_client
-        .committed_offsets(list, Duration::from_secs(30))
-        .unwrap();
-    ends.iter()
-        .map(|(partition, end)| {
-            let offset = committed
-                .find_partition(topic, *partition)
-                .and_then(|e| e.offset().to_raw())
-                .unwrap_or(-1);
-            (offset, *end)
-        })
-        .collect()
-}
-
-/// Chaos hits as the Python verifier's input.
-pub fn as_received(hits: &[Hit]) -> Vec<Received> {
-    hits.iter()
-        .map(|h| Received {
-            path: "/".into(),
-            headers: h.headers.clone(),
-            body: h.body.clone(),
-        })
-        .collect()
-}
-
-/// Polls `done` every 100 ms until it holds, at most `timeout` (then panics with `what`).
-pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -3,8 +3,8 @@
 //! active one is killed (its lease expires) or stopped (it releases the lease), and nothing
 //! is lost or sent twice along the way.
 
+use crate::harness::*;
 use crate::stack::Stack;
-use crate::utils::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,11 @@ fn assert_delivered_once(receiver: &Receiver, ids: &HashSet<String>, what: &str)
 #[test]
 fn a_second_dispatcher_stands_by_and_takes_over_without_loss_or_duplicates() {
     let receiver = Receiver::start("127.0.0.1:0".parse().unwrap());
-    let mut stack = Stack::start("standby", &[("HERALD_DISPATCHER__LEASE", "3s")]);
+    let mut stack = Stack::on(
+        Flavor::Embedded,
+        "standby",
+        &[("HERALD_DISPATCHER__LEASE", "3s")],
+    );
     stack
         .api
         .create_endpoint(&format!("http://{}/hook", receiver.addr), &[]);

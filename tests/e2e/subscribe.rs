@@ -4,8 +4,8 @@
 //! behind). Before the dispatcher synced its view per event, such events fanned out without
 //! the new endpoint and were lost to it for good.
 
+use crate::harness::*;
 use crate::stack::Stack;
-use crate::utils::*;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests use besides Rust, on a machine that lacks it:
+#   * Apache Kafka's jars from Maven Central (tests/kafka/fetch.sh, cached under ~/.cache);
+#   * the independent Standard Webhooks verifier (Python `standardwebhooks`);
+#   * kcat (a Kafka client that is not Herald's, for records written straight to Kafka) and
+#     promtool (`promtool check metrics`), from Debian's packages `kcat` and `prometheus`.
+# Idempotent: what is there already is left alone. .ci/run calls it before the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/kafka/fetch.sh >/dev/null
+
+if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check standardwebhooks
+fi
+
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  # The prometheus package would start a Prometheus service; keep it from starting.
+  created=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    created=1
+  fi
+  echo "install-tools.sh: installing ${missing[*]} (apt-get)" >&2
+  $SUDO timeout 600 apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$created" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+fi
