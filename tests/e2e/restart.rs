@@ -72,4 +72,40 @@ fn events_accepted_before_a_kill_are_delivered_after_restart() {
     assert_eq!(verify_with_python(&got, &secret), got.len());
     herald.signal("TERM");
     assert_eq!(herald.wait_exit(Duration::from_secs(60)), Some(0));
+
+    // The embedded broker's database: Herald wrote no record headers, and the header lookup
+    // tansu runs for every record it serves has its index (or it would scan the whole table).
+    let db = dir.path().join("data/tansu.db");
+    let (headers, indexed) = sqlite(
+        &db,
+        "select (select count(*) from header), \
+         (select count(*) from sqlite_master where type = 'index' and tbl_name = 'header' \
+          and name = 'herald_header_by_record')",
+    );
+    assert_eq!(
+        (headers, indexed),
+        (0, 1),
+        "header rows, header index in {}",
+        db.display()
+    );
+}
+
+/// Two integers from one row of `query` on the sqlite database `db` (Python's sqlite3, so
+/// the check does not go through the broker's own driver).
+fn sqlite(db: &std::path::Path, query: &str) -> (i64, i64) {
+    let script = format!(
+        "import sqlite3,sys; print(*sqlite3.connect(sys.argv[1]).execute({query:?}).fetchone())"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script, db.to_str().unwrap()])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut values = text.split_whitespace().map(|v| v.parse::<i64>().unwrap());
+    (values.next().unwrap(), values.next().unwrap())
 }

@@ -13,7 +13,6 @@
 
 use crate::stats::{self, ProducerStats};
 use crate::{Error, KafkaConfig, Result};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use std::time::{Duration, Instant};
@@ -83,13 +82,9 @@ impl Producer {
         timestamp: Option<i64>,
     ) -> Result<Acked> {
         let started = Instant::now();
-        let headers = OwnedHeaders::new().insert(Header {
-            key: "producer",
-            value: Some("herald"),
-        });
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
-            .key(key)
-            .headers(headers);
+        // No headers: nothing reads them, and the embedded broker stores each one as a row
+        // it looks up for every record it serves.
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
         if let Some(payload) = payload {
             record = record.payload(payload);
         }

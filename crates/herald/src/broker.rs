@@ -63,6 +63,9 @@ pub async fn start(addr: SocketAddr, memory: bool) -> Result<EmbeddedBroker> {
         .build()
         .await
         .map_err(|e| anyhow::anyhow!("starting the embedded broker: {e:?}"))?;
+    if !memory {
+        index_headers(Path::new("tansu.db")).await?;
+    }
     let mut broker = broker;
     let task = tokio::spawn(async move {
         if let Err(err) = broker.serve(tokio::time::Instant::now()).await {
@@ -72,6 +75,28 @@ pub async fn start(addr: SocketAddr, memory: bool) -> Result<EmbeddedBroker> {
     wait_listening(addr).await?;
     tracing::info!(%addr, "Embedded broker listening.");
     Ok(EmbeddedBroker { addr, task })
+}
+
+/// Adds the index tansu 0.6's schema lacks for its per-record header lookup (`header_fetch`
+/// joins `header` on `(topition, offset_id)`): without it every record served scans the whole
+/// `header` table, so fetches slow down with everything ever written with headers (Herald
+/// writes none; other producers may). Idempotent; run once the broker created its tables.
+async fn index_headers(db: &Path) -> Result<()> {
+    let db = libsql::Builder::new_local(db)
+        .build()
+        .await
+        .context("opening the embedded broker's database")?;
+    let connection = db
+        .connect()
+        .context("connecting to the embedded broker's database")?;
+    connection
+        .execute(
+            "create index if not exists herald_header_by_record on header (topition, offset_id)",
+            (),
+        )
+        .await
+        .context("indexing the embedded broker's header table")?;
+    Ok(())
 }
 
 async fn wait_listening(addr: SocketAddr) -> Result<()> {
