@@ -20,6 +20,7 @@ mod observability;
 mod replay;
 mod restart;
 mod scale_out;
+mod ssrf;
 mod stack;
 mod standby;
 mod subscribe;

@@ -86,6 +86,9 @@ impl Sender {
     pub fn new(settings: SenderSettings) -> Result<Self, reqwest::Error> {
         let allowed = Arc::new(settings.allowed);
         let client = reqwest::Client::builder()
+            // Never a proxy from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: a proxy resolves and
+            // connects to the target itself, out of reach of the guarded resolver below.
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))

@@ -57,9 +57,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_private()
+/// Whether `ip` is a publicly routable unicast IPv4 address.
+fn is_global_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_private()
         || ip.is_loopback()
         || ip.is_link_local() // includes 169.254.169.254 (cloud metadata)
         || ip.is_unspecified()
@@ -68,31 +69,50 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
-        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (deprecated)
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || a >= 240 // reserved
+        || a >= 240) // reserved
 }
 
-fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80 // link local fe80::/10
-        || (first == 0x64 && ip.segments()[1] == 0xff9b) // NAT64 64:ff9b::/96
-        || first == 0x2001 && ip.segments()[1] == 0xdb8 // documentation
+/// Whether `ip` is a publicly routable unicast IPv6 address: inside global unicast
+/// `2000::/3`, outside every special-purpose block there, and, for the forms that carry an
+/// IPv4 address, only when that address is global too. Decided by "globally routable", not
+/// by a list of known bad ranges: everything outside `2000::/3` (loopback, unspecified,
+/// IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`, discard-only
+/// `100::/64`, unique local `fc00::/7`, link local `fe80::/10`, site local `fec0::/10`,
+/// multicast) is refused.
+fn is_global_v6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    if s[0] & 0xe000 != 0x2000 {
+        return false; // not global unicast 2000::/3
+    }
+    match s[0] {
+        // IETF protocol assignments 2001::/23: Teredo 2001::/32 (which embeds an IPv4
+        // address), benchmarking, ORCHID, …; and documentation 2001:db8::/32.
+        0x2001 if s[1] < 0x0200 || s[1] == 0x0db8 => false,
+        // 6to4 2002::/16 carries an IPv4 address in bits 16..48: judged by it.
+        0x2002 => is_global_v4(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        )),
+        // Documentation 3fff::/20.
+        0x3fff if s[1] < 0x1000 => false,
+        _ => true,
+    }
 }
 
 /// Whether a delivery may connect to `ip`: public addresses always, others only when an
 /// allow-listed network contains them.
 pub fn is_allowed(ip: IpAddr, allowed: &[Network]) -> bool {
     let ip = canonical(ip);
-    let forbidden = match ip {
-        IpAddr::V4(v4) => is_forbidden_v4(v4),
-        IpAddr::V6(v6) => is_forbidden_v6(v6),
+    let global = match ip {
+        IpAddr::V4(v4) => is_global_v4(v4),
+        IpAddr::V6(v6) => is_global_v6(v6),
     };
-    !forbidden || allowed.iter().any(|net| net.contains(ip))
+    global || allowed.iter().any(|net| net.contains(ip))
 }
 
 #[cfg(test)]
@@ -128,6 +148,49 @@ mod tests {
             "1.1.1.1",
         ] {
             assert!(is_allowed(ip(good), &[]), "{good} must be allowed");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_that_embed_or_reach_internal_addresses_are_refused() {
+        for bad in [
+            "::127.0.0.1",                          // IPv4-compatible (deprecated)
+            "::10.0.0.1",                           // IPv4-compatible, private
+            "::8.8.8.8",                            // IPv4-compatible, even of a public address
+            "2002:a00:1::",                         // 6to4 of 10.0.0.1
+            "2002:7f00:1::1",                       // 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::",                     // 6to4 of 169.254.169.254 (metadata)
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe", // Teredo (embeds an IPv4 address)
+            "2001:2::1",                            // benchmarking
+            "2001:db8::1",                          // documentation
+            "3fff::1",                              // documentation
+            "64:ff9b::a00:1",                       // NAT64 of 10.0.0.1
+            "64:ff9b::808:808", // NAT64, even of a public address (local translator)
+            "64:ff9b:1::1",     // local-use NAT64
+            "100::1",           // discard-only
+            "fec0::1",          // site local (deprecated)
+            "fc00::1",          // unique local
+            "ff02::1",          // multicast
+            "5f00::1",          // outside 2000::/3 (SRv6 SIDs, unassigned)
+            "::",               // unspecified
+        ] {
+            assert!(!is_allowed(ip(bad), &[]), "{bad} must be refused");
+        }
+        for good in [
+            "2002:808:808::1", // 6to4 of 8.8.8.8
+            "2001:4860:4860::8888",
+            "2a00:1450:4001::1",
+        ] {
+            assert!(is_allowed(ip(good), &[]), "{good} must be allowed");
+        }
+        for bad in [
+            "192.88.99.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "224.0.0.1",
+        ] {
+            assert!(!is_allowed(ip(bad), &[]), "{bad} must be refused");
         }
     }
 
