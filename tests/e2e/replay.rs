@@ -425,7 +425,7 @@ fn dry_run_and_bad_input_change_nothing() {
         "{lines:#?}"
     );
 
-    let bad: [(&[&str], &str); 6] = [
+    let bad: [(&[&str], &str); 7] = [
         (
             &["replay", "dlq", "--endpoint", "ep_nope", "--yes"],
             "unknown endpoint ep_nope",
@@ -442,6 +442,10 @@ fn dry_run_and_bad_input_change_nothing() {
         ),
         (
             &["replay", "dlq", "--rate", "fast", "--yes"],
+            "invalid rate",
+        ),
+        (
+            &["replay", "dlq", "--rate", "1e-20/s", "--yes"],
             "invalid rate",
         ),
         (
@@ -508,6 +512,19 @@ fn dry_run_and_bad_input_change_nothing() {
     let (status, one) = stack.get(&format!("/v1/dead-letters/{delivery}"));
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["data"][0]["reason"], "exhausted", "{one}");
+
+    // A rate too small to space re-drives (it used to panic the run and keep its lock
+    // renewed forever, so every later replay got 409) is refused up front.
+    let tiny = json!({"kind": "dlq", "id": "rpl_api_tiny", "rate": "1e-20/s"});
+    let (status, body) = stack.api.post("/v1/replays", &tiny);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid rate"),
+        "{body}"
+    );
 
     let request = json!({"kind": "dlq", "id": "rpl_api_test_1", "rate": "100/s"});
     let (status, body) = stack.api.post("/v1/replays", &request);

@@ -94,6 +94,11 @@ fn api_error(err: herald_replay::Error) -> ApiError {
             ApiError::new(StatusCode::CONFLICT, "not_resumable", err.to_string())
         }
         E::Kafka(inner) => inner.into(),
+        E::Failed(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "replay_failed",
+            err.to_string(),
+        ),
         other => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",

@@ -33,6 +33,9 @@ pub enum Error {
     /// Shutting down: a started run stopped where it was and is resumable.
     #[error("interrupted; resume with `herald replay resume <id>`")]
     Interrupted,
+    /// The run failed unexpectedly (a bug); its lock was released.
+    #[error("replay run failed: {0}")]
+    Failed(String),
 }
 
 /// `Result` with this crate's error.

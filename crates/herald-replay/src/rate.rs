@@ -8,7 +8,7 @@ use tokio::time::Instant;
 pub fn parse_rate(text: &str) -> Result<f64> {
     let bad = || {
         Error::Invalid(format!(
-            "invalid rate `{}`: expected N/s, N/m or N/h with N > 0 (for example 50/s)",
+            "invalid rate `{}`: expected N/s, N/m or N/h, from 1/h to 1000000/s (for example 50/s)",
             text.chars().take(40).collect::<String>()
         ))
     };
@@ -24,10 +24,13 @@ pub fn parse_rate(text: &str) -> Result<f64> {
         _ => return Err(bad()),
     };
     let n: f64 = number.parse().map_err(|_| bad())?;
-    if !n.is_finite() || n <= 0.0 || n / seconds > 1_000_000.0 {
+    let per_second = n / seconds;
+    // Bounded both ways: at least one an hour (a slower "rate" is a run that never ends, and
+    // its spacing would overflow a duration), at most a million a second.
+    if !per_second.is_finite() || !(1.0 / 3_600.0..=1_000_000.0).contains(&per_second) {
         return Err(bad());
     }
-    Ok(n / seconds)
+    Ok(per_second)
 }
 
 /// Spaces permits `1/rate` apart.
@@ -68,7 +71,21 @@ mod tests {
         assert_eq!(parse_rate("120/m").unwrap(), 2.0);
         assert_eq!(parse_rate("7").unwrap(), 7.0);
         assert_eq!(parse_rate("0.5/s").unwrap(), 0.5);
-        for bad in ["", "0/s", "-1/s", "x/s", "5/d", "5/", "NaN/s", "inf/s"] {
+        assert_eq!(parse_rate("1/h").unwrap(), 1.0 / 3_600.0);
+        for bad in [
+            "",
+            "0/s",
+            "-1/s",
+            "x/s",
+            "5/d",
+            "5/",
+            "NaN/s",
+            "inf/s",
+            "1e-20/s",
+            "0.5/h",
+            "1e300/s",
+            "2000000/s",
+        ] {
             let err = parse_rate(bad).unwrap_err().to_string();
             assert!(err.contains("invalid rate"), "{bad}: {err}");
         }

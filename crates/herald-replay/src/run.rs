@@ -9,6 +9,7 @@ use crate::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
 use crate::state::{RunsView, Store};
 use crate::{Error, Result};
+use futures::FutureExt as _;
 use herald_core::ids::ReplayId;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
@@ -352,8 +353,14 @@ impl Replayer {
         self.store.lock(&run.id).await?;
         let renewing = CancellationToken::new();
         self.store.keep_lock(&run.id, renewing.clone());
-        let result = self.execute_inner(&mut run, report, shutdown).await;
-        renewing.cancel();
+        // Renewal stops however the run ends, a panic included, and the lock is released:
+        // a failed run must never keep every later run out.
+        let renewal = renewing.drop_guard();
+        let result = std::panic::AssertUnwindSafe(self.execute_inner(&mut run, report, shutdown))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(Error::Failed(panic_text(&panic))));
+        drop(renewal);
         if let Err(err) = self.store.unlock(&run.id).await {
             tracing::warn!(replay_id = %run.id, error = %err, "Replay lock not released; it expires within a minute.");
         }
@@ -550,4 +557,13 @@ pub fn scan_ratio(run: &v1::ReplayProgress) -> f64 {
     } else {
         done as f64 / total as f64
     }
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".to_owned())
 }
