@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-/// Where ingest listens and what it accepts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Where ingest listens and what it accepts. `Debug` leaves the bootstrap key out.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Listen address of the ingest and admin API.
@@ -16,6 +16,20 @@ pub struct IngestConfig {
     /// A full `hk_…` token registered with every scope at first start (bootstrap admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_key: Option<String>,
+}
+
+impl std::fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("listen", &self.listen)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch", &self.max_batch)
+            .field(
+                "bootstrap_key",
+                &self.bootstrap_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl IngestConfig {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where the brokers are and how Herald's topics are laid out.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]` of the brokers.
@@ -38,6 +38,47 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …).
     #[serde(default)]
     pub client: BTreeMap<String, String>,
+}
+
+/// `Debug` shows every setting but the values of secret client properties (passwords,
+/// secrets, SASL configs, PEM keys).
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client: BTreeMap<&str, &str> = self
+            .client
+            .iter()
+            .map(|(k, v)| {
+                let value = if is_secret_property(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), value)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("events_retention", &self.events_retention)
+            .field("dlq_retention", &self.dlq_retention)
+            .field("attempts_retention", &self.attempts_retention)
+            .field("produce_timeout", &self.produce_timeout)
+            .field("client", &client)
+            .finish()
+    }
+}
+
+/// Whether a librdkafka property holds a secret.
+fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || (key.starts_with("sasl.") && key.ends_with(".config"))
+        || key == "ssl.key.pem"
+        || key == "ssl.keystore.location"
 }
 
 impl KafkaConfig {

@@ -29,7 +29,16 @@ pub struct Acked {
 pub struct Producer {
     inner: FutureProducer<ProducerStats>,
     timeout: Duration,
+    /// The latest broker probe, per topic (see [`Producer::probe`]).
+    probes: std::sync::Arc<tokio::sync::Mutex<ProbeCache>>,
 }
+
+/// Probe results younger than [`PROBE_FRESH`], by topic.
+type ProbeCache = std::collections::HashMap<String, (Instant, std::result::Result<(), String>)>;
+
+/// How long a probe answers for: `/readyz` polled by many probes costs one broker request
+/// a second, not one per request.
+const PROBE_FRESH: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,6 +65,7 @@ impl Producer {
         Ok(Self {
             inner,
             timeout: config.produce_timeout,
+            probes: Default::default(),
         })
     }
 
@@ -144,8 +154,17 @@ impl Producer {
     }
 
     /// Whether a broker answers a metadata request for `topic` within `timeout` (run off the
-    /// async runtime). The error says what failed, for `/readyz`.
+    /// async runtime). The error says what failed, for `/readyz`. Answers from the latest
+    /// probe while it is younger than a second; concurrent callers share one probe.
     pub async fn probe(&self, topic: &str, timeout: Duration) -> std::result::Result<(), String> {
-        crate::health::broker_reachable(self.inner.clone(), topic, timeout).await
+        let mut probes = self.probes.lock().await;
+        if let Some((at, result)) = probes.get(topic) {
+            if at.elapsed() < PROBE_FRESH {
+                return result.clone();
+            }
+        }
+        let result = crate::health::broker_reachable(self.inner.clone(), topic, timeout).await;
+        probes.insert(topic.to_owned(), (Instant::now(), result.clone()));
+        result
     }
 }

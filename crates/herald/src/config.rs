@@ -20,8 +20,8 @@ use std::time::Duration;
 /// Variables with the `HERALD_` prefix that are not config keys.
 const NOT_CONFIG: [&str; 2] = ["HERALD_CONFIG", "HERALD_LOG"];
 
-/// Everything Herald can be told.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Everything Herald can be told. `Debug` leaves the master key out.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HeraldConfig {
     /// Where `herald dev` and `herald broker` keep broker data and generated keys.
@@ -38,6 +38,29 @@ pub struct HeraldConfig {
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
     pub dispatcher: DispatcherConfig,
+}
+
+impl std::fmt::Debug for HeraldConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeraldConfig")
+            .field("data_dir", &self.data_dir)
+            .field("master_key", &redacted(&self.master_key))
+            .field("shutdown_deadline", &self.shutdown_deadline)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("kafka", &self.kafka)
+            .field("ingest", &self.ingest)
+            .field("dispatcher", &self.dispatcher)
+            .finish()
+    }
+}
+
+/// How a secret shows in `Debug` output: whether it is set, never what it is.
+fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "<unset>"
+    } else {
+        "<redacted>"
+    }
 }
 
 impl HeraldConfig {
@@ -181,6 +204,41 @@ mod tests {
     fn defaults_load_and_validate() {
         let config = HeraldConfig::load(None, env(&[])).unwrap();
         assert_eq!(config, HeraldConfig::defaults());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let config = HeraldConfig::load(
+            None,
+            env(&[
+                (
+                    "HERALD_MASTER_KEY",
+                    "bWFzdGVyLWtleS1zZWNyZXQtc2VjcmV0LXNlY3JldCE=",
+                ),
+                (
+                    "HERALD_INGEST__BOOTSTRAP_KEY",
+                    "hk_0123456789abcdef_bootstrapsecretvalue",
+                ),
+                (
+                    "HERALD_KAFKA__CLIENT__SASL_PASSWORD",
+                    "kafka-password-value",
+                ),
+                ("HERALD_KAFKA__CLIENT__SASL_USERNAME", "herald"),
+            ]),
+        )
+        .unwrap();
+        let text = format!("{config:?}");
+        for secret in [
+            "bWFzdGVyLWtleS1zZWNyZXQtc2VjcmV0LXNlY3JldCE=",
+            "bootstrapsecretvalue",
+            "kafka-password-value",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("<redacted>") && text.contains("herald"),
+            "{text}"
+        );
     }
 
     #[test]

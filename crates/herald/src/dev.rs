@@ -11,13 +11,28 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
-/// Reads `file`, or writes `make()` to it first.
+/// Reads `file`, or writes `make()` to it first. The file holds a secret: it is created
+/// readable by its owner only (0600), and an existing one that others could read is made so.
 fn load_or_create(file: &Path, make: impl FnOnce() -> String) -> Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     if let Ok(text) = std::fs::read_to_string(file) {
+        let mode = std::fs::metadata(file)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {} to its owner", file.display()))?;
+            tracing::warn!(file = %file.display(), mode = format!("{:o}", mode & 0o777), "Secret file was readable by others; now 0600.");
+        }
         return Ok(text.trim().to_owned());
     }
     let value = make();
-    std::fs::write(file, format!("{value}\n"))
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .with_context(|| format!("creating {}", file.display()))?;
+    out.write_all(format!("{value}\n").as_bytes())
         .with_context(|| format!("writing {}", file.display()))?;
     Ok(value)
 }
@@ -82,4 +97,26 @@ pub async fn run(mut config: HeraldConfig, args: DevArgs, metrics: PrometheusHan
     dispatched?;
     println!("herald: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn secret_files_are_readable_by_their_owner_only() {
+        let dir = std::env::temp_dir().join(format!("herald-dev-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("master.key");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(load_or_create(&file, || "s3cret".into()).unwrap(), "s3cret");
+        let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        // One written world-readable by an older version is tightened, and still read.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(load_or_create(&file, || unreachable!()).unwrap(), "s3cret");
+        assert_eq!(mode(&file), 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
