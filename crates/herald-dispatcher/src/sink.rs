@@ -237,6 +237,17 @@ fn output(
     }
 }
 
+/// `err`'s own message without the URL reqwest puts in it.
+fn strip_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "<url>");
+    }
+    text
+}
+
 fn is_forbidden(err: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
@@ -248,9 +259,11 @@ fn is_forbidden(err: &reqwest::Error) -> bool {
     false
 }
 
-/// The error with its causes, bounded to 512 bytes.
+/// The error with its causes, bounded to 512 bytes. Without the URL: an endpoint URL may
+/// carry a token in its query or user info, and this text goes to the attempts and
+/// dead-letter topics, the API and the logs.
 fn error_text(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
+    let mut text = strip_url(err);
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         text.push_str(": ");
@@ -265,4 +278,52 @@ fn error_text(err: &reqwest::Error) -> String {
         text.truncate(cut);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::endpoint::SigningKey;
+    use herald_core::ids::EndpointId;
+    use herald_core::signing::Secret;
+
+    fn endpoint(url: &str) -> Endpoint {
+        Endpoint {
+            id: EndpointId::generate(7),
+            url: url.into(),
+            description: String::new(),
+            event_types: vec![],
+            tenant: String::new(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![SigningKey {
+                secret: Secret::generate(),
+                expires_at: None,
+            }],
+            created_at: 1,
+            updated_at: 1,
+            failing_since: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_error_never_carries_the_url_query_or_user_info() {
+        let sender = Sender::new(SenderSettings {
+            allowed: vec![Network::parse("127.0.0.0/8").unwrap()],
+            user_agent: "test".into(),
+            attempt_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            excerpt_bytes: 64,
+            svix_headers: false,
+        })
+        .unwrap();
+        // Nothing listens on port 1: the connection is refused at once.
+        let target = endpoint("http://alice:pa55word@127.0.0.1:1/hook?token=t0ps3cret");
+        let out = sender.deliver(&target, "msg_1", b"{}").await;
+        assert_eq!(out.result, AttemptResult::Connection, "{}", out.error);
+        for secret in ["t0ps3cret", "pa55word", "alice"] {
+            assert!(!out.error.contains(secret), "{secret} in {}", out.error);
+        }
+        assert!(!out.error.is_empty());
+    }
 }
