@@ -308,10 +308,18 @@ log.cleaner.backoff.ms=1000
     }
 }
 
-/// A fresh Kafka cluster id: 16 random bytes, URL-safe base64 without padding.
+/// A fresh Kafka cluster id: 16 random bytes, URL-safe base64 without padding, never
+/// starting with `-` (StorageTool's argument parser would take it for an option, as Kafka's
+/// own `random-uuid` avoids too).
 fn cluster_id() -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    loop {
+        let id =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn java() -> String {
