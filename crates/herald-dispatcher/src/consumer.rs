@@ -37,11 +37,13 @@ pub async fn run(
     kafka: &KafkaConfig,
     membership: &Membership,
     max_in_flight: usize,
+    drain_on_revoke: Duration,
     deliverer: Arc<Deliverer>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
-    let (consumer, tracker) = tracked_consumer(kafka, membership, "herald-dispatcher")?;
+    let (consumer, tracker) =
+        tracked_consumer(kafka, membership, "herald-dispatcher", drain_on_revoke)?;
     let consumer = Arc::new(consumer);
     herald_kafka::assign::start(
         &consumer,

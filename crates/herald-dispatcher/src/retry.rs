@@ -30,7 +30,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
     let membership = membership.sibling("retry");
-    let (consumer, tracker) = tracked_consumer(kafka, &membership, "herald-retry")?;
+    // No drain on revocation: a retry tier holds tasks that are not due for minutes, and
+    // waiting for them would stall the group's rebalance; their next owner holds them again
+    // (a delivery running at that moment may be repeated, with the same webhook-id).
+    let (consumer, tracker) = tracked_consumer(kafka, &membership, "herald-retry", Duration::ZERO)?;
     let topics: Vec<String> = deliverer
         .policy
         .tiers()

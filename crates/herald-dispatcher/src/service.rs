@@ -138,6 +138,9 @@ pub async fn run(
             &deps.kafka,
             &membership,
             config.max_in_flight,
+            // A delivery in flight may wait for its endpoint's slot, then attempt, then
+            // write its outcome.
+            config.attempt_timeout * 2 + Duration::from_secs(5),
             deliverer.clone(),
             &tasks,
             consume.clone()

@@ -22,6 +22,9 @@ pub struct TrackingContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     /// The consumer group (label of `herald_kafka_consumer_lag`).
     pub group: String,
+    /// How long a revocation waits for work in flight on the revoked partitions to finish
+    /// (and its offsets to be committed) before the partitions move; zero: not at all.
+    pub drain_on_revoke: std::time::Duration,
 }
 
 impl ClientContext for TrackingContext {
@@ -45,6 +48,7 @@ impl ConsumerContext for TrackingContext {
                     consumer.rebalance_protocol(),
                     RebalanceProtocol::Cooperative
                 );
+                self.drain(consumer, list);
                 stats::revoked(&self.group, Some(list), all);
             }
             Rebalance::Error(_) => stats::revoked(&self.group, None, true),
@@ -63,6 +67,43 @@ impl ConsumerContext for TrackingContext {
         if let Err(err) = result {
             tracing::debug!(error = %err, "Offset commit did not succeed; it will be retried.");
         }
+    }
+}
+
+impl TrackingContext {
+    /// Before partitions move to another member: lets the work in flight on them finish
+    /// (its outcomes written, its offsets stored), at most `drain_on_revoke`, then commits
+    /// what was stored. Without this, the new owner re-reads from the last commit and
+    /// delivers everything in flight here a second time: a join or a clean leave would cause
+    /// duplicates that only a crash should. Runs on the thread polling the consumer, so no
+    /// new record is begun meanwhile.
+    fn drain(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
+        if self.drain_on_revoke.is_zero() {
+            return;
+        }
+        let revoked: Vec<(String, i32)> = revoked
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let pending = || {
+            self.tracker
+                .lock()
+                .expect("tracker lock")
+                .in_flight_where(|t, p| revoked.iter().any(|(rt, rp)| rt == t && *rp == p))
+        };
+        let started = std::time::Instant::now();
+        while pending() > 0 && started.elapsed() < self.drain_on_revoke {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let left = pending();
+        if left > 0 {
+            tracing::warn!(group = %self.group, in_flight = left, "Partitions revoked with work still in flight; it will be delivered again by their next owner.");
+        }
+        if let Err(err) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(group = %self.group, error = %err, "Commit before revocation had nothing to commit or failed.");
+        }
+        tracing::info!(group = %self.group, waited_ms = started.elapsed().as_millis() as u64, "Drained revoked partitions.");
     }
 }
 
@@ -110,10 +151,12 @@ pub fn tracked_consumer(
     config: &KafkaConfig,
     membership: &Membership,
     client_id: &str,
+    drain_on_revoke: std::time::Duration,
 ) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
     let context = TrackingContext {
         tracker: Arc::default(),
         group: membership.group.clone(),
+        drain_on_revoke,
     };
     let tracker = context.tracker.clone();
     let mut client = config.client_config(client_id);

@@ -112,6 +112,15 @@ impl OffsetTracker {
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|(_, t)| t.in_flight()).sum()
     }
+
+    /// Records in flight in the partitions `wanted` accepts.
+    pub fn in_flight_where(&self, wanted: impl Fn(&str, i32) -> bool) -> usize {
+        self.partitions
+            .iter()
+            .filter(|((topic, partition), _)| wanted(topic, *partition))
+            .map(|(_, (_, t))| t.in_flight())
+            .sum()
+    }
 }
 
 #[cfg(test)]
