@@ -129,6 +129,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn in_flight_counts_per_chosen_partitions() {
+        let mut t = OffsetTracker::default();
+        let a = t.begin("events", 0, 5);
+        t.begin("events", 0, 6);
+        t.begin("events", 1, 9);
+        t.begin("other", 0, 1);
+        assert_eq!(t.in_flight_where(|topic, p| topic == "events" && p == 0), 2);
+        assert_eq!(t.in_flight_where(|topic, _| topic == "events"), 3);
+        t.complete(&a);
+        assert_eq!(t.in_flight_where(|topic, p| topic == "events" && p == 0), 1);
+        assert_eq!(t.in_flight(), 3);
+    }
+
+    #[test]
     fn out_of_order_completion_waits_for_the_lowest() {
         let mut t = PartitionTracker::default();
         for offset in [10, 11, 12] {
