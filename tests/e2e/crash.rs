@@ -112,12 +112,7 @@ fn deliver_through_restarts(flavor: Flavor, name: &str, signal: &str) -> (usize,
     // Everything was delivered and the last stop drained: the group's committed offsets
     // reached the end of the events topic (a restart would re-read nothing).
     let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX).events();
-    for (committed, end) in committed_and_end(&stack.brokers(), "herald-dispatcher", &events) {
-        assert_eq!(
-            committed, end,
-            "committed offsets reach the end of {events}"
-        );
-    }
+    assert_committed_to_end(&stack.brokers(), "herald-dispatcher", &events);
     (successes.len(), duplicates)
 }
 

@@ -176,12 +176,7 @@ fn dispatchers_share_partitions_and_survive_a_kill_a_join_and_a_leave() {
     );
     assert_eq!(stack.stop_dispatcher("TERM"), Some(0));
     let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX).events();
-    for (committed, end) in committed_and_end(&stack.brokers(), "herald-dispatcher", &events) {
-        assert_eq!(
-            committed, end,
-            "committed offsets reach the end of {events}"
-        );
-    }
+    assert_committed_to_end(&stack.brokers(), "herald-dispatcher", &events);
 }
 
 /// Posts one event every 40 ms until `stop`, recording each accepted id with its partition.

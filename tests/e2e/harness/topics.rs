@@ -155,3 +155,14 @@ pub fn partition_states(brokers: &str, prefix: &str) -> Option<Vec<PartitionStat
             .collect(),
     )
 }
+
+/// Asserts that `group` committed every partition of `topic` that holds records up to its end
+/// (a restart would re-read nothing).
+pub fn assert_committed_to_end(brokers: &str, group: &str, topic: &str) {
+    for (committed, end) in committed_and_end(brokers, group, topic) {
+        assert!(
+            end == 0 || committed == end,
+            "{group} committed {committed} of {end} records of a partition of {topic}"
+        );
+    }
+}
