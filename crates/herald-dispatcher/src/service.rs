@@ -180,6 +180,9 @@ pub async fn run(
         // reference, wait for the broker, which `herald dev` runs on these same workers.
         let committed = tokio::task::spawn_blocking(move || {
             let committed = consumer.commit_consumer_state(CommitMode::Sync);
+            // What is still in flight now was abandoned at the drain deadline: the revocation
+            // that closing runs must not wait for it (see `TrackingContext::drain`).
+            consumer.context().tracker.lock().expect("tracker lock").reset();
             drop(consumer);
             committed
         })
