@@ -182,7 +182,12 @@ pub async fn run(
             let committed = consumer.commit_consumer_state(CommitMode::Sync);
             // What is still in flight now was abandoned at the drain deadline: the revocation
             // that closing runs must not wait for it (see `TrackingContext::drain`).
-            consumer.context().tracker.lock().expect("tracker lock").reset();
+            consumer
+                .context()
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .reset();
             drop(consumer);
             committed
         })

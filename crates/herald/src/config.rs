@@ -143,7 +143,8 @@ fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
     }
     let table = node.as_table_mut().ok_or(())?;
     // Optional keys are absent from serialized defaults; accept the ones serde knows.
-    let known = table.contains_key(last) || matches!(last.as_str(), "bootstrap_key");
+    let known = table.contains_key(last)
+        || matches!(last.as_str(), "bootstrap_key" | "min_insync_replicas");
     if !known {
         return Err(());
     }
@@ -204,6 +205,23 @@ mod tests {
     fn defaults_load_and_validate() {
         let config = HeraldConfig::load(None, env(&[])).unwrap();
         assert_eq!(config, HeraldConfig::defaults());
+    }
+
+    #[test]
+    fn optional_keys_can_be_set_from_the_environment() {
+        let config = HeraldConfig::load(
+            None,
+            env(&[
+                ("HERALD_KAFKA__REPLICATION_FACTOR", "3"),
+                ("HERALD_KAFKA__MIN_INSYNC_REPLICAS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.min_insync_replicas(), 2);
+        let err = HeraldConfig::load(None, env(&[("HERALD_KAFKA__MIN_INSYNC_REPLICAS", "2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.min_insync_replicas"), "{err}");
     }
 
     #[test]
