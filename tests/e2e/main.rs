@@ -16,6 +16,7 @@ mod failover;
 mod health;
 mod kafka_in;
 mod kafka_topics;
+mod large;
 mod observability;
 mod replay;
 mod restart;

@@ -35,6 +35,12 @@ pub struct KafkaConfig {
     /// How long a produce may wait for the broker's acknowledgement before failing.
     #[serde(with = "serde_human")]
     pub produce_timeout: Duration,
+    /// Largest record Herald writes or accepts on its topics: the producer's
+    /// `message.max.bytes` and every topic's `max.message.bytes`. A retry task or a dead
+    /// letter carries the whole event plus up to 32 attempt summaries, so it must exceed the
+    /// ingest body limit by [`OUTCOME_OVERHEAD`] (checked at start).
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …).
     #[serde(default)]
     pub client: BTreeMap<String, String>,
@@ -66,6 +72,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dlq_retention", &self.dlq_retention)
             .field("attempts_retention", &self.attempts_retention)
             .field("produce_timeout", &self.produce_timeout)
+            .field("max_record_bytes", &self.max_record_bytes)
             .field("client", &client)
             .finish()
     }
@@ -79,6 +86,14 @@ fn is_secret_property(key: &str) -> bool {
         || (key.starts_with("sasl.") && key.ends_with(".config"))
         || key == "ssl.key.pem"
         || key == "ssl.keystore.location"
+}
+
+/// The most a retry task or dead letter adds to the event it carries: ids, timestamps, the
+/// first and last failure and 32 attempt summaries of at most 512 bytes of error each.
+pub const OUTCOME_OVERHEAD: usize = 64 << 10;
+
+fn default_max_record_bytes() -> usize {
+    2 << 20
 }
 
 impl KafkaConfig {
@@ -95,6 +110,7 @@ impl KafkaConfig {
             dlq_retention: days(30),
             attempts_retention: days(7),
             produce_timeout: Duration::from_secs(10),
+            max_record_bytes: default_max_record_bytes(),
             client: BTreeMap::new(),
         }
     }
@@ -126,6 +142,13 @@ impl KafkaConfig {
             return Err(format!(
                 "kafka.min_insync_replicas: must be between 1 and kafka.replication_factor ({}), not {min_isr}",
                 self.replication_factor
+            ));
+        }
+        if !(OUTCOME_OVERHEAD * 2..=64 << 20).contains(&self.max_record_bytes) {
+            return Err(format!(
+                "kafka.max_record_bytes: must be between {} and {}",
+                OUTCOME_OVERHEAD * 2,
+                64 << 20
             ));
         }
         if self.produce_timeout < Duration::from_millis(100) {

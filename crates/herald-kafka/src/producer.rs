@@ -60,6 +60,7 @@ impl Producer {
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "0")
             .set("queue.buffering.max.messages", "100000")
+            .set("message.max.bytes", config.max_record_bytes.to_string())
             .create_with_context(ProducerStats)
             .map_err(Error::from_kafka)?;
         Ok(Self {

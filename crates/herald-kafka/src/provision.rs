@@ -103,6 +103,7 @@ async fn create_once(
         })
         .collect();
     let min_isr = config.min_insync_replicas().to_string();
+    let max_record = config.max_record_bytes.to_string();
     let new_topics: Vec<NewTopic> = specs
         .iter()
         .zip(&retention_ms)
@@ -119,6 +120,7 @@ async fn create_once(
             .set("cleanup.policy", policy)
             .set("retention.ms", retention)
             .set("min.insync.replicas", &min_isr)
+            .set("max.message.bytes", &max_record)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

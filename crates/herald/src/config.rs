@@ -119,6 +119,17 @@ impl HeraldConfig {
         self.kafka.validate().map_err(|e| anyhow!(e))?;
         self.ingest.validate().map_err(|e| anyhow!(e))?;
         self.dispatcher.validate().map_err(|e| anyhow!(e))?;
+        let outcome = self.ingest.max_body_bytes + herald_kafka::config::OUTCOME_OVERHEAD;
+        if outcome > self.kafka.max_record_bytes {
+            bail!(
+                "kafka.max_record_bytes ({}) must be at least ingest.max_body_bytes ({}) + {} \
+                 (what a retry task or dead letter adds to its event), or an accepted event \
+                 could never be retried or parked",
+                self.kafka.max_record_bytes,
+                self.ingest.max_body_bytes,
+                herald_kafka::config::OUTCOME_OVERHEAD
+            );
+        }
         if !self.master_key.is_empty()
             && herald_core::sealing::MasterKey::parse_base64(&self.master_key).is_none()
         {
@@ -205,6 +216,31 @@ mod tests {
     fn defaults_load_and_validate() {
         let config = HeraldConfig::load(None, env(&[])).unwrap();
         assert_eq!(config, HeraldConfig::defaults());
+    }
+
+    #[test]
+    fn the_record_limit_must_leave_room_for_an_outcome_around_the_largest_event() {
+        let err = HeraldConfig::load(
+            None,
+            env(&[
+                ("HERALD_INGEST__MAX_BODY_BYTES", "2097152"),
+                ("HERALD_KAFKA__MAX_RECORD_BYTES", "2097152"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("kafka.max_record_bytes") && err.contains("ingest.max_body_bytes"),
+            "{err}"
+        );
+        let ok = HeraldConfig::load(
+            None,
+            env(&[
+                ("HERALD_INGEST__MAX_BODY_BYTES", "2097152"),
+                ("HERALD_KAFKA__MAX_RECORD_BYTES", "4194304"),
+            ]),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
