@@ -182,12 +182,7 @@ pub async fn run(
             let committed = consumer.commit_consumer_state(CommitMode::Sync);
             // What is still in flight now was abandoned at the drain deadline: the revocation
             // that closing runs must not wait for it (see `TrackingContext::drain`).
-            consumer
-                .context()
-                .tracker
-                .lock()
-                .expect("tracker lock")
-                .reset();
+            consumer.context().forget_in_flight();
             drop(consumer);
             committed
         })

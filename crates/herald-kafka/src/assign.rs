@@ -83,12 +83,7 @@ pub async fn start(
     if assignment == Assignment::All {
         let list = every_partition(consumer, topics).await?;
         consumer.assign(&list).map_err(Error::from_kafka)?;
-        consumer
-            .context()
-            .tracker
-            .lock()
-            .expect("tracker lock")
-            .reset();
+        consumer.context().forget_in_flight();
         stats::assigned(group, &list);
         tracing::info!(%group, partitions = list.count(), "Consuming every partition (dispatcher.assignment = all).");
         spawn_partition_check(consumer.clone(), topics.to_vec(), list, shutdown.clone());

@@ -54,7 +54,7 @@ impl ConsumerContext for TrackingContext {
             Rebalance::Error(_) => stats::revoked(&self.group, None, true),
             Rebalance::Assign(_) => {}
         }
-        self.tracker.lock().expect("tracker lock").reset();
+        self.forget_in_flight();
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -71,6 +71,12 @@ impl ConsumerContext for TrackingContext {
 }
 
 impl TrackingContext {
+    /// Forgets every record in flight: their completions will store nothing (after a
+    /// rebalance, a manual assignment, or work abandoned at shutdown).
+    pub fn forget_in_flight(&self) {
+        self.tracker.lock().expect("tracker lock").reset();
+    }
+
     /// Before partitions move to another member: lets the work in flight on them finish
     /// (its outcomes written, its offsets stored), at most `drain_on_revoke`, then commits
     /// what was stored. Without this, the new owner re-reads from the last commit and
