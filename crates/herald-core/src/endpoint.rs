@@ -38,7 +38,39 @@ pub struct Endpoint {
     pub failing_since: Option<UnixMillis>,
 }
 
+/// Most signing secrets an endpoint holds at once (the current one and those still
+/// overlapping after rotations); every delivery carries one signature per secret.
+pub const MAX_SIGNING_KEYS: usize = 4;
+
+/// Longest endpoint description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1_024;
+
 impl Endpoint {
+    /// Rotates to `secret` at `now`: it signs from now on, and every earlier secret still in
+    /// effect keeps signing until `now + overlap_ms` at the latest. Expired secrets are
+    /// dropped, and beyond [`MAX_SIGNING_KEYS`] the ones closest to expiring go first, so
+    /// rotating again and again never piles secrets (and signatures) up.
+    pub fn rotate_secret(&mut self, secret: Secret, now: UnixMillis, overlap_ms: i64) {
+        let until = now + overlap_ms;
+        let mut previous: Vec<SigningKey> = std::mem::take(&mut self.signing_keys)
+            .into_iter()
+            .filter(|k| k.expires_at.is_none_or(|at| at > now))
+            .map(|mut k| {
+                k.expires_at = Some(k.expires_at.map_or(until, |at| at.min(until)));
+                k
+            })
+            .collect();
+        previous.sort_by_key(|k| std::cmp::Reverse(k.expires_at));
+        previous.truncate(MAX_SIGNING_KEYS - 1);
+        self.signing_keys = std::iter::once(SigningKey {
+            secret,
+            expires_at: None,
+        })
+        .chain(previous)
+        .collect();
+        self.updated_at = now;
+    }
+
     /// Whether this endpoint wants events of `event_type` from `tenant`.
     pub fn subscribes_to(&self, event_type: &str, tenant: &str) -> bool {
         (self.tenant.is_empty() || self.tenant == tenant)
@@ -150,5 +182,46 @@ mod tests {
         assert!(validate_url("https://user:pw@example.com").is_err());
         assert!(validate_url("https://exa mple.com").is_err());
         assert!(validate_url(&format!("https://e.com/{}", "a".repeat(2_048))).is_err());
+    }
+
+    #[test]
+    fn rotation_overlaps_then_caps_the_secrets() {
+        let mut endpoint = Endpoint {
+            id: crate::ids::EndpointId::generate(1),
+            url: "https://a.example/hook".into(),
+            description: String::new(),
+            event_types: vec![],
+            tenant: String::new(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![SigningKey {
+                secret: Secret::generate(),
+                expires_at: None,
+            }],
+            created_at: 1,
+            updated_at: 1,
+            failing_since: None,
+        };
+        let first = endpoint.signing_keys[0].secret.clone();
+        endpoint.rotate_secret(Secret::generate(), 1_000, 500);
+        assert_eq!(endpoint.signing_keys.len(), 2);
+        assert_eq!(endpoint.signing_keys[1].secret, first);
+        assert_eq!(endpoint.signing_keys[1].expires_at, Some(1_500));
+        assert_eq!(endpoint.updated_at, 1_000);
+        // Ten rotations within the overlap: never more than MAX_SIGNING_KEYS, newest kept.
+        let mut newest = Vec::new();
+        for i in 0..10 {
+            let secret = Secret::generate();
+            newest.push(secret.clone());
+            endpoint.rotate_secret(secret, 1_100 + i, 10_000);
+        }
+        assert_eq!(endpoint.signing_keys.len(), MAX_SIGNING_KEYS);
+        let kept: Vec<&Secret> = endpoint.signing_keys.iter().map(|k| &k.secret).collect();
+        let expected: Vec<&Secret> = newest.iter().rev().take(MAX_SIGNING_KEYS).collect();
+        assert_eq!(kept, expected);
+        // Past every overlap: the expired ones are dropped; the one just replaced expires now.
+        endpoint.rotate_secret(Secret::generate(), 100_000, 0);
+        assert_eq!(endpoint.signing_keys.len(), 2);
+        assert_eq!(endpoint.signing_keys[1].expires_at, Some(100_000));
     }
 }

@@ -19,7 +19,9 @@ use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::apikey::Scope;
-use herald_core::endpoint::{validate_filters, validate_url, Endpoint, SigningKey};
+use herald_core::endpoint::{
+    validate_filters, validate_url, Endpoint, SigningKey, MAX_DESCRIPTION_CHARS,
+};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
 use herald_kafka::endpoints::Entry;
@@ -81,9 +83,16 @@ fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string()))
 }
 
-fn check(url: &str, filters: &[String]) -> Result<(), ApiError> {
+fn check(url: &str, filters: &[String], description: &str) -> Result<(), ApiError> {
     validate_url(url).map_err(|e| ApiError::invalid(format!("url: {e}")))?;
-    validate_filters(filters).map_err(|e| ApiError::invalid(format!("event_types: {e}")))
+    validate_filters(filters).map_err(|e| ApiError::invalid(format!("event_types: {e}")))?;
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(ApiError::invalid(format!(
+            "description: at most {MAX_DESCRIPTION_CHARS} characters, got {chars}"
+        )));
+    }
+    Ok(())
 }
 
 /// The endpoint and its version; 404 when unknown, 412 when `If-Match` names another version.
@@ -187,7 +196,7 @@ pub async fn create(
 > {
     let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
-    check(&input.url, &input.event_types)?;
+    check(&input.url, &input.event_types, &input.description)?;
     let secret = match &input.secret {
         Some(text) => Secret::parse(text).map_err(|e| ApiError::invalid(format!("secret: {e}")))?,
         None => Secret::generate(),
@@ -292,7 +301,7 @@ pub async fn update(
             "manual".into()
         };
     }
-    check(&endpoint.url, &endpoint.event_types)?;
+    check(&endpoint.url, &endpoint.event_types, &endpoint.description)?;
     endpoint.updated_at = herald_kafka::now_ms();
     store(&state, &endpoint, entry.version + 1).await?;
     audit(
@@ -326,28 +335,8 @@ pub async fn rotate(
     let now = herald_kafka::now_ms();
     let mut endpoint = (*entry.endpoint).clone();
     let previous_expires_at = now + overlap_ms;
-    let mut keys: Vec<SigningKey> = endpoint
-        .signing_keys
-        .into_iter()
-        .filter(|k| k.expires_at.is_none_or(|at| at > now))
-        .map(|mut k| {
-            k.expires_at = Some(
-                k.expires_at
-                    .map_or(previous_expires_at, |at| at.min(previous_expires_at)),
-            );
-            k
-        })
-        .collect();
     let secret = Secret::generate();
-    keys.insert(
-        0,
-        SigningKey {
-            secret: secret.clone(),
-            expires_at: None,
-        },
-    );
-    endpoint.signing_keys = keys;
-    endpoint.updated_at = now;
+    endpoint.rotate_secret(secret.clone(), now, overlap_ms);
     store(&state, &endpoint, entry.version + 1).await?;
     audit(
         &state,

@@ -337,3 +337,27 @@ async fn health_and_readiness() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["ready"], false);
 }
+
+#[tokio::test]
+async fn an_endpoint_description_is_bounded() {
+    let f = fixture();
+    let long = "d".repeat(herald_core::endpoint::MAX_DESCRIPTION_CHARS + 1);
+    let body = serde_json::json!({"url": "https://a.example/hook", "description": long});
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/v1/endpoints",
+        Some(&f.admin),
+        JSON,
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("description: at most 1024 characters"),
+        "{body}"
+    );
+}
