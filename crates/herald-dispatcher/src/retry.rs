@@ -49,6 +49,10 @@ pub async fn run(
         &shutdown,
     )
     .await?;
+    let tiers = longest_waits(&deliverer.policy)
+        .into_iter()
+        .map(|(tier, wait)| (deliverer.writer.topics.retry(tier), wait))
+        .collect();
     let mut retry = RetryLoop {
         consumer,
         tracker,
@@ -57,6 +61,7 @@ pub async fn run(
         holding: Holding::default(),
         generation: 0,
         last_offset: HashMap::new(),
+        tiers,
     };
     loop {
         retry.on_rebalance();
@@ -107,7 +112,19 @@ pub async fn run(
             "delivery task",
             message.payload().unwrap_or_default(),
         ) {
-            Ok(task) => task,
+            Ok(mut task) => {
+                let written = message.timestamp().to_millis();
+                let due = bounded_due(
+                    task.due_at_ms,
+                    written,
+                    retry.tiers.get(&partition.0).copied(),
+                );
+                if due < task.due_at_ms {
+                    tracing::warn!(topic = %partition.0, offset, due_at_ms = task.due_at_ms, "Retry task due later than its tier allows; due earlier.");
+                    task.due_at_ms = due;
+                }
+                task
+            }
             Err(err) => {
                 tracing::error!(topic = %partition.0, offset, error = %err, "Undecodable retry task skipped.");
                 complete(&retry.consumer, &retry.tracker, &ticket);
@@ -141,6 +158,40 @@ struct RetryLoop {
     generation: u64,
     /// The last offset handed to the holding/delivery per partition in this generation.
     last_offset: HashMap<Partition, i64>,
+    /// The longest wait each tier may hold a task for, by topic name.
+    tiers: HashMap<String, Duration>,
+}
+
+/// The longest wait a task written to each tier can legitimately have: a wait goes to the
+/// largest tier not above 1.25 × it, so anything shorter than the next tier can land in a
+/// tier; `Retry-After` reaches 2 × the step; jitter adds up to its fraction; throttled
+/// failures wait at least the throttle floor. Generous on purpose: this only catches the
+/// absurd.
+fn longest_waits(policy: &herald_core::retry::RetryPolicy) -> Vec<(Duration, Duration)> {
+    let tiers = policy.tiers();
+    let stretch = 1.0 + policy.jitter();
+    tiers
+        .iter()
+        .enumerate()
+        .map(|(i, tier)| {
+            let next = tiers.get(i + 1).copied().unwrap_or(Duration::ZERO);
+            let wait = (*tier * 2)
+                .max(next)
+                .max(policy.throttle_floor())
+                .mul_f64(stretch);
+            (*tier, wait)
+        })
+        .collect()
+}
+
+/// A task's due time, bounded by the longest wait its tier allows after it was written (plus
+/// a second). A record with a due time far in the future (a bug, a clock gone wrong, a
+/// hand-written record) would otherwise pause its whole partition until then.
+fn bounded_due(due_at_ms: i64, written_at_ms: Option<i64>, longest: Option<Duration>) -> i64 {
+    match (written_at_ms, longest) {
+        (Some(written), Some(wait)) => due_at_ms.min(written + wait.as_millis() as i64 + 1_000),
+        _ => due_at_ms,
+    }
 }
 
 impl RetryLoop {
@@ -221,5 +272,42 @@ async fn sleep_until_ms(at_ms: Option<i64>) {
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_due;
+    use std::time::Duration;
+
+    #[test]
+    fn every_legitimate_wait_fits_its_tier_and_the_absurd_is_brought_in() {
+        use herald_core::retry::RetryPolicy;
+        let policy = RetryPolicy::production();
+        let waits = super::longest_waits(&policy);
+        // Every wait next_delay can produce fits the tier tier_for puts it in.
+        for attempt in 1..=7 {
+            for unit in [0.0, 0.5, 0.999] {
+                for kind in [
+                    herald_core::retry::FailureKind::Ordinary,
+                    herald_core::retry::FailureKind::Throttled,
+                ] {
+                    for hint in [None, Some(Duration::from_secs(36_000 * 3))] {
+                        let Some(delay) = policy.next_delay(attempt, kind, hint, unit) else {
+                            continue;
+                        };
+                        let (_, max) = waits[policy.tier_for(delay)];
+                        assert!(delay <= max, "{delay:?} > {max:?}");
+                    }
+                }
+            }
+        }
+        let tier = Some(Duration::from_secs(10));
+        assert_eq!(bounded_due(1_004_000, Some(1_000_000), tier), 1_004_000);
+        let year_3000 = 32_503_680_000_000;
+        assert_eq!(bounded_due(year_3000, Some(1_000_000), tier), 1_011_000);
+        // Without a timestamp or a known tier nothing is changed.
+        assert_eq!(bounded_due(year_3000, None, tier), year_3000);
+        assert_eq!(bounded_due(year_3000, Some(1_000_000), None), year_3000);
     }
 }
