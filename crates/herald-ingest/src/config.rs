@@ -13,9 +13,17 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Most events in one batch request.
     pub max_batch: usize,
+    /// Most endpoints one tenant may have (the untenanted ones count as one tenant): every
+    /// endpoint is held in every service's memory and checked for every event.
+    #[serde(default = "default_max_endpoints_per_tenant")]
+    pub max_endpoints_per_tenant: usize,
     /// A full `hk_…` token registered with every scope at first start (bootstrap admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_key: Option<String>,
+}
+
+fn default_max_endpoints_per_tenant() -> usize {
+    1_000
 }
 
 impl std::fmt::Debug for IngestConfig {
@@ -24,6 +32,7 @@ impl std::fmt::Debug for IngestConfig {
             .field("listen", &self.listen)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch", &self.max_batch)
+            .field("max_endpoints_per_tenant", &self.max_endpoints_per_tenant)
             .field(
                 "bootstrap_key",
                 &self.bootstrap_key.as_ref().map(|_| "<redacted>"),
@@ -39,6 +48,7 @@ impl IngestConfig {
             listen: ([127, 0, 0, 1], 8080).into(),
             max_body_bytes: 1 << 20,
             max_batch: 100,
+            max_endpoints_per_tenant: default_max_endpoints_per_tenant(),
             bootstrap_key: None,
         }
     }
@@ -50,6 +60,9 @@ impl IngestConfig {
         }
         if !(1..=10_000).contains(&self.max_batch) {
             return Err("ingest.max_batch: must be between 1 and 10000".into());
+        }
+        if !(1..=100_000).contains(&self.max_endpoints_per_tenant) {
+            return Err("ingest.max_endpoints_per_tenant: must be between 1 and 100000".into());
         }
         if let Some(key) = &self.bootstrap_key {
             herald_core::apikey::ApiKeyToken::parse(key).map_err(|_| {

@@ -202,16 +202,33 @@ pub async fn create(
         None => Secret::generate(),
     };
     let now = herald_kafka::now_ms();
+    let tenant = if principal.tenant.is_empty() {
+        input.tenant
+    } else {
+        principal.tenant.clone()
+    };
+    let limit = state.config.max_endpoints_per_tenant;
+    let count = state
+        .endpoints
+        .list()
+        .iter()
+        .filter(|e| e.tenant == tenant)
+        .count();
+    if count >= limit {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_endpoints",
+            format!(
+                "tenant `{tenant}` has {count} endpoints, the most ingest.max_endpoints_per_tenant allows ({limit}); delete one first"
+            ),
+        ));
+    }
     let endpoint = Endpoint {
         id: EndpointId::generate(now),
         url: input.url,
         description: input.description,
         event_types: input.event_types,
-        tenant: if principal.tenant.is_empty() {
-            input.tenant
-        } else {
-            principal.tenant.clone()
-        },
+        tenant,
         enabled: true,
         disabled_reason: String::new(),
         failing_since: None,

@@ -361,3 +361,56 @@ async fn an_endpoint_description_is_bounded() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_tenant_cannot_create_endpoints_past_its_limit() {
+    use herald_core::endpoint::{Endpoint, SigningKey};
+    let mut f = fixture();
+    f.state.config.max_endpoints_per_tenant = 1;
+    let existing = Endpoint {
+        id: herald_core::ids::EndpointId::generate(1),
+        url: "https://a.example/hook".into(),
+        description: String::new(),
+        event_types: vec![],
+        tenant: "acme".into(),
+        enabled: true,
+        disabled_reason: String::new(),
+        signing_keys: vec![SigningKey {
+            secret: herald_core::signing::Secret::generate(),
+            expires_at: None,
+        }],
+        created_at: 1,
+        updated_at: 1,
+        failing_since: None,
+    };
+    let record =
+        herald_proto::convert::endpoint_to_state(&existing, 1, f.state.endpoints.master_key());
+    f.state.endpoints.view().apply_local(
+        existing.id.as_str().as_bytes(),
+        Some(&prost::Message::encode_to_vec(&record)),
+    );
+    let body = serde_json::json!({"url": "https://b.example/hook", "tenant": "acme"});
+    let (status, answer) = call(
+        &f,
+        "POST",
+        "/v1/endpoints",
+        Some(&f.admin),
+        JSON,
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(code(&answer), "too_many_endpoints", "{answer}");
+    // Another tenant is not held back by it (it gets as far as the broker, absent here).
+    let other = serde_json::json!({"url": "https://b.example/hook", "tenant": "globex"});
+    let (status, answer) = call(
+        &f,
+        "POST",
+        "/v1/endpoints",
+        Some(&f.admin),
+        JSON,
+        &other.to_string(),
+    )
+    .await;
+    assert_ne!(status, StatusCode::CONFLICT, "{answer}");
+}
