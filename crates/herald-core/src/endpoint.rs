@@ -46,6 +46,27 @@ pub const MAX_SIGNING_KEYS: usize = 4;
 pub const MAX_DESCRIPTION_CHARS: usize = 1_024;
 
 impl Endpoint {
+    /// A new endpoint at `url`, created at `now`: enabled, healthy, subscribed to every
+    /// event type of every tenant, with no description, signing with `secret` alone.
+    pub fn new(id: EndpointId, url: String, secret: Secret, now: UnixMillis) -> Self {
+        Self {
+            id,
+            url,
+            description: String::new(),
+            event_types: Vec::new(),
+            tenant: String::new(),
+            enabled: true,
+            disabled_reason: String::new(),
+            signing_keys: vec![SigningKey {
+                secret,
+                expires_at: None,
+            }],
+            created_at: now,
+            updated_at: now,
+            failing_since: None,
+        }
+    }
+
     /// Rotates to `secret` at `now`: it signs from now on, and every earlier secret still in
     /// effect keeps signing until `now + overlap_ms` at the latest. Expired secrets are
     /// dropped, and beyond [`MAX_SIGNING_KEYS`] the ones closest to expiring go first, so
@@ -186,22 +207,12 @@ mod tests {
 
     #[test]
     fn rotation_overlaps_then_caps_the_secrets() {
-        let mut endpoint = Endpoint {
-            id: crate::ids::EndpointId::generate(1),
-            url: "https://a.example/hook".into(),
-            description: String::new(),
-            event_types: vec![],
-            tenant: String::new(),
-            enabled: true,
-            disabled_reason: String::new(),
-            signing_keys: vec![SigningKey {
-                secret: Secret::generate(),
-                expires_at: None,
-            }],
-            created_at: 1,
-            updated_at: 1,
-            failing_since: None,
-        };
+        let mut endpoint = Endpoint::new(
+            crate::ids::EndpointId::generate(1),
+            "https://a.example/hook".into(),
+            Secret::generate(),
+            1,
+        );
         let first = endpoint.signing_keys[0].secret.clone();
         endpoint.rotate_secret(Secret::generate(), 1_000, 500);
         assert_eq!(endpoint.signing_keys.len(), 2);

@@ -283,27 +283,11 @@ fn error_text(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::endpoint::SigningKey;
     use herald_core::ids::EndpointId;
     use herald_core::signing::Secret;
 
     fn endpoint(url: &str) -> Endpoint {
-        Endpoint {
-            id: EndpointId::generate(7),
-            url: url.into(),
-            description: String::new(),
-            event_types: vec![],
-            tenant: String::new(),
-            enabled: true,
-            disabled_reason: String::new(),
-            signing_keys: vec![SigningKey {
-                secret: Secret::generate(),
-                expires_at: None,
-            }],
-            created_at: 1,
-            updated_at: 1,
-            failing_since: None,
-        }
+        Endpoint::new(EndpointId::generate(7), url.into(), Secret::generate(), 1)
     }
 
     #[tokio::test]

@@ -19,9 +19,7 @@ use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use herald_core::apikey::Scope;
-use herald_core::endpoint::{
-    validate_filters, validate_url, Endpoint, SigningKey, MAX_DESCRIPTION_CHARS,
-};
+use herald_core::endpoint::{validate_filters, validate_url, Endpoint, MAX_DESCRIPTION_CHARS};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
 use herald_kafka::endpoints::Entry;
@@ -224,20 +222,10 @@ pub async fn create(
         ));
     }
     let endpoint = Endpoint {
-        id: EndpointId::generate(now),
-        url: input.url,
         description: input.description,
         event_types: input.event_types,
         tenant,
-        enabled: true,
-        disabled_reason: String::new(),
-        failing_since: None,
-        signing_keys: vec![SigningKey {
-            secret: secret.clone(),
-            expires_at: None,
-        }],
-        created_at: now,
-        updated_at: now,
+        ..Endpoint::new(EndpointId::generate(now), input.url, secret.clone(), now)
     };
     store(&state, &endpoint, 1).await?;
     audit(

@@ -364,24 +364,17 @@ async fn an_endpoint_description_is_bounded() {
 
 #[tokio::test]
 async fn a_tenant_cannot_create_endpoints_past_its_limit() {
-    use herald_core::endpoint::{Endpoint, SigningKey};
+    use herald_core::endpoint::Endpoint;
     let mut f = fixture();
     f.state.config.max_endpoints_per_tenant = 1;
     let existing = Endpoint {
-        id: herald_core::ids::EndpointId::generate(1),
-        url: "https://a.example/hook".into(),
-        description: String::new(),
-        event_types: vec![],
         tenant: "acme".into(),
-        enabled: true,
-        disabled_reason: String::new(),
-        signing_keys: vec![SigningKey {
-            secret: herald_core::signing::Secret::generate(),
-            expires_at: None,
-        }],
-        created_at: 1,
-        updated_at: 1,
-        failing_since: None,
+        ..Endpoint::new(
+            herald_core::ids::EndpointId::generate(1),
+            "https://a.example/hook".into(),
+            herald_core::signing::Secret::generate(),
+            1,
+        )
     };
     let record =
         herald_proto::convert::endpoint_to_state(&existing, 1, f.state.endpoints.master_key());

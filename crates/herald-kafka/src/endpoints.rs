@@ -189,26 +189,13 @@ impl EndpointsView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::endpoint::SigningKey;
     use herald_core::signing::Secret;
     use prost::Message as _;
 
     fn endpoint(url: &str) -> Endpoint {
         Endpoint {
-            id: EndpointId::generate(7),
-            url: url.into(),
-            description: String::new(),
             event_types: vec!["stock.*".into()],
-            tenant: String::new(),
-            enabled: true,
-            disabled_reason: String::new(),
-            signing_keys: vec![SigningKey {
-                secret: Secret::generate(),
-                expires_at: None,
-            }],
-            created_at: 1,
-            updated_at: 1,
-            failing_since: None,
+            ..Endpoint::new(EndpointId::generate(7), url.into(), Secret::generate(), 1)
         }
     }
 
