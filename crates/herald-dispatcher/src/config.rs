@@ -3,7 +3,7 @@
 use herald_core::duration::{serde_human, serde_human_vec};
 use herald_core::health::HealthPolicy;
 use herald_core::retry::RetryPolicy;
-use herald_kafka::assign::Assignment;
+use herald_kafka::membership::Assignment;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 

@@ -4,7 +4,8 @@
 
 use crate::deliver::Deliverer;
 use crate::inbound::{self, Inbound};
-use herald_kafka::consumer::{tracked_consumer, Membership, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::membership::Membership;
 use herald_kafka::tracker::{OffsetTracker, Ticket};
 use herald_kafka::KafkaConfig;
 use herald_proto::v1;

@@ -7,7 +7,8 @@
 use crate::consumer::complete;
 use crate::deliver::Deliverer;
 use crate::hold::{Held, Holding, Offer, Partition};
-use herald_kafka::consumer::{tracked_consumer, Membership, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::membership::Membership;
 use herald_kafka::tracker::OffsetTracker;
 use herald_kafka::KafkaConfig;
 use herald_proto::v1;

@@ -111,27 +111,14 @@ impl OutcomeWriter {
             .await
     }
 
-    /// Appends an operational record to the audit trail (actor `system:dispatcher`). Best
-    /// effort: the change it records is already durable.
+    /// Appends an operational record to the audit trail (actor `system:dispatcher`). The
+    /// change it records is already durable, so a failed write (logged and counted by the
+    /// writer) does not undo it.
     pub async fn audit(&self, action: &str, target: &str, detail: serde_json::Value) {
-        let record = v1::AuditRecord {
-            actor: "system:dispatcher".to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            at_ms: herald_kafka::now_ms(),
-            detail_json: detail.to_string(),
-        };
-        if let Err(err) = self
-            .producer
-            .send(
-                &self.topics.audit(),
-                record.actor.as_bytes(),
-                &record.encode_to_vec(),
-            )
-            .await
-        {
-            tracing::error!(%action, %target, error = %err, "Audit record not written.");
-        }
+        let log = herald_kafka::audit::AuditLog::new(self.producer.clone(), &self.topics);
+        let _ = log
+            .record("system:dispatcher", action, target, detail)
+            .await;
     }
 
     /// Writes a health-only state record of an endpoint (failing since, disabled): the

@@ -9,23 +9,33 @@
 //! instead of a success that silently did not stick (say, a rotated secret overwritten by a
 //! concurrent edit made from the old state).
 
-use crate::auth;
-use crate::body;
-use crate::error::ApiError;
-use crate::service::{audit, IngestState};
+use crate::state::IngestState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::header::IF_MATCH;
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{self, post};
 use axum::Json;
-use herald_core::apikey::Scope;
+use axum::Router;
 use herald_core::endpoint::{validate_filters, validate_url, Endpoint, MAX_DESCRIPTION_CHARS};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
+use herald_http::{body, scope, ApiError, Authorized};
 use herald_kafka::endpoints::Entry;
 use herald_proto::{convert, Message};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// `/v1/endpoints` and `/v1/endpoints/{id}` (get, patch, delete, secret rotation).
+pub fn routes() -> Router<IngestState> {
+    Router::new()
+        .route("/v1/endpoints", post(create).get(list))
+        .route(
+            "/v1/endpoints/{id}",
+            routing::get(get).patch(update).delete(delete),
+        )
+        .route("/v1/endpoints/{id}/secret/rotate", post(rotate))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +191,7 @@ fn etag(version: u64) -> [(axum::http::HeaderName, String); 1] {
 
 /// `POST /v1/endpoints`.
 pub async fn create(
+    Authorized(principal, _): Authorized<scope::EndpointsWrite>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
@@ -192,7 +203,6 @@ pub async fn create(
     ),
     ApiError,
 > {
-    let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     check(&input.url, &input.event_types, &input.description)?;
     let secret = match &input.secret {
@@ -228,14 +238,14 @@ pub async fn create(
         ..Endpoint::new(EndpointId::generate(now), input.url, secret.clone(), now)
     };
     store(&state, &endpoint, 1).await?;
-    audit(
-        &state,
-        &principal,
-        "endpoint.created",
-        endpoint.id.as_str(),
-        json!({"url": endpoint.url}),
-    )
-    .await;
+    state
+        .audit(
+            &principal,
+            "endpoint.created",
+            endpoint.id.as_str(),
+            json!({"url": endpoint.url}),
+        )
+        .await;
     let mut out = to_json(&endpoint, 1, now);
     out["secret"] = json!(secret.expose());
     Ok((StatusCode::CREATED, etag(1), Json(out)))
@@ -243,10 +253,9 @@ pub async fn create(
 
 /// `GET /v1/endpoints`.
 pub async fn list(
+    _: Authorized<scope::EndpointsRead>,
     State(state): State<IngestState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    auth::require(&state, &headers, Scope::EndpointsRead)?;
     let now = herald_kafka::now_ms();
     let data: Vec<Value> = state
         .endpoints
@@ -259,11 +268,10 @@ pub async fn list(
 
 /// `GET /v1/endpoints/{id}`.
 pub async fn get(
+    _: Authorized<scope::EndpointsRead>,
     State(state): State<IngestState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
-    auth::require(&state, &headers, Scope::EndpointsRead)?;
     let id = parse_id(&id)?;
     let entry = state
         .endpoints
@@ -281,12 +289,12 @@ pub async fn get(
 
 /// `PATCH /v1/endpoints/{id}`.
 pub async fn update(
+    Authorized(principal, _): Authorized<scope::EndpointsWrite>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
-    let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     let input: PatchIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     let entry = current(&state, &headers, &id)?;
@@ -309,14 +317,14 @@ pub async fn update(
     check(&endpoint.url, &endpoint.event_types, &endpoint.description)?;
     endpoint.updated_at = herald_kafka::now_ms();
     store(&state, &endpoint, entry.version + 1).await?;
-    audit(
-        &state,
-        &principal,
-        "endpoint.updated",
-        id.as_str(),
-        json!({"enabled": endpoint.enabled}),
-    )
-    .await;
+    state
+        .audit(
+            &principal,
+            "endpoint.updated",
+            id.as_str(),
+            json!({"enabled": endpoint.enabled}),
+        )
+        .await;
     let version = entry.version + 1;
     Ok((
         etag(version),
@@ -327,12 +335,12 @@ pub async fn update(
 /// `POST /v1/endpoints/{id}/secret/rotate`: the new secret signs at once; the old one keeps
 /// signing too (a second signature) until the overlap ends.
 pub async fn rotate(
+    Authorized(principal, _): Authorized<scope::EndpointsWrite>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
-    let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     let input: RotateIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let overlap_ms = input.overlap_seconds.unwrap_or(86_400).min(30 * 86_400) as i64 * 1_000;
@@ -343,14 +351,14 @@ pub async fn rotate(
     let secret = Secret::generate();
     endpoint.rotate_secret(secret.clone(), now, overlap_ms);
     store(&state, &endpoint, entry.version + 1).await?;
-    audit(
-        &state,
-        &principal,
-        "endpoint.secret_rotated",
-        id.as_str(),
-        json!({"overlap_ms": overlap_ms}),
-    )
-    .await;
+    state
+        .audit(
+            &principal,
+            "endpoint.secret_rotated",
+            id.as_str(),
+            json!({"overlap_ms": overlap_ms}),
+        )
+        .await;
     let version = entry.version + 1;
     Ok((
         etag(version),
@@ -364,11 +372,11 @@ pub async fn rotate(
 
 /// `DELETE /v1/endpoints/{id}`.
 pub async fn delete(
+    Authorized(principal, _): Authorized<scope::EndpointsWrite>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = auth::require(&state, &headers, Scope::EndpointsWrite)?;
     let id = parse_id(&id)?;
     current(&state, &headers, &id)?;
     // The health records first: if the second write fails, nothing is deleted yet.
@@ -390,13 +398,8 @@ pub async fn delete(
     {
         tracing::warn!(endpoint_id = %id, "Endpoint deletion written but not yet read back.");
     }
-    audit(
-        &state,
-        &principal,
-        "endpoint.deleted",
-        id.as_str(),
-        json!({}),
-    )
-    .await;
+    state
+        .audit(&principal, "endpoint.deleted", id.as_str(), json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

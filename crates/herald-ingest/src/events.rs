@@ -1,22 +1,28 @@
 //! `POST /v1/events` and `POST /v1/events/batch`: validate, write to `events.v1`, answer 202
 //! only after the broker acknowledged.
 
-use crate::auth;
-use crate::body;
-use crate::error::ApiError;
-use crate::service::IngestState;
+use crate::state::IngestState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use axum::Json;
-use herald_core::apikey::Scope;
+use axum::Router;
 use herald_core::ids::EventId;
+use herald_http::{body, scope, ApiError, Authorized};
 use herald_kafka::keys::Principal;
 use herald_proto::{v1, Message};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
+
+/// `POST /v1/events`, `POST /v1/events/batch`.
+pub fn routes() -> Router<IngestState> {
+    Router::new()
+        .route("/v1/events", post(create))
+        .route("/v1/events/batch", post(batch))
+}
 
 /// Longest `Idempotency-Key` accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -125,11 +131,12 @@ fn rejected(err: ApiError) -> ApiError {
 
 /// `POST /v1/events`.
 pub async fn create(
+    auth: Result<Authorized<scope::EventsWrite>, ApiError>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = auth::require(&state, &headers, Scope::EventsWrite).map_err(rejected)?;
+    let principal = auth.map_err(rejected)?.principal();
     let item: EventIn = body::json(&headers, body, state.config.max_body_bytes)
         .await
         .map_err(rejected)?;
@@ -143,11 +150,12 @@ pub async fn create(
 
 /// `POST /v1/events/batch`: per-item results; 202 when all were accepted, 207 otherwise.
 pub async fn batch(
+    auth: Result<Authorized<scope::EventsWrite>, ApiError>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = auth::require(&state, &headers, Scope::EventsWrite).map_err(rejected)?;
+    let principal = auth.map_err(rejected)?.principal();
     let batch: BatchIn = body::json(&headers, body, state.config.max_body_bytes)
         .await
         .map_err(rejected)?;

@@ -1,12 +1,21 @@
 //! `/healthz` (the process answers) and `/readyz` (the broker answers a metadata request
 //! for the events topic and the endpoints and keys views caught up with their topics).
 
-use crate::service::IngestState;
+use crate::state::IngestState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::routing::get;
 use axum::Json;
+use axum::Router;
 use herald_kafka::health::{broker_check, Check, Report};
 use serde_json::{json, Value};
+
+/// `GET /healthz`, `GET /readyz`.
+pub fn routes() -> Router<IngestState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
 
 /// `GET /healthz`: 200 while the process serves requests.
 pub async fn healthz() -> Json<Value> {

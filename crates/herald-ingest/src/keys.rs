@@ -1,18 +1,26 @@
 //! API key management: create (the token is shown once), list, revoke, roll with overlap.
 
-use crate::auth;
-use crate::body;
-use crate::error::ApiError;
-use crate::service::{audit, IngestState};
+use crate::state::IngestState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{delete, post};
 use axum::Json;
+use axum::Router;
 use herald_core::apikey::{ApiKeyToken, Scope};
 use herald_core::ids::KeyId;
+use herald_http::{body, scope, ApiError, Authorized};
 use herald_proto::{v1, Message};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// `/v1/keys` (create, list), revoke and roll.
+pub fn routes() -> Router<IngestState> {
+    Router::new()
+        .route("/v1/keys", post(create).get(list))
+        .route("/v1/keys/{id}", delete(revoke))
+        .route("/v1/keys/{id}/roll", post(roll))
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,11 +97,11 @@ fn find(state: &IngestState, id: &str) -> Result<v1::KeyRecord, ApiError> {
 
 /// `POST /v1/keys`.
 pub async fn create(
+    Authorized(principal, _): Authorized<scope::KeysAdmin>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let principal = auth::require(&state, &headers, Scope::KeysAdmin)?;
     let input: CreateIn = body::json(&headers, body, state.config.max_body_bytes).await?;
     if input.name.trim().is_empty() || input.name.len() > 128 {
         return Err(ApiError::invalid("name: 1-128 characters"));
@@ -109,14 +117,14 @@ pub async fn create(
     });
     let (record, token) = mint(input.name, input.scopes, input.tenant, expires);
     store(&state, &record).await?;
-    audit(
-        &state,
-        &principal,
-        "key.created",
-        &record.id,
-        json!({"scopes": record.scopes}),
-    )
-    .await;
+    state
+        .audit(
+            &principal,
+            "key.created",
+            &record.id,
+            json!({"scopes": record.scopes}),
+        )
+        .await;
     let mut out = to_json(&record);
     out["token"] = json!(token.expose());
     Ok((StatusCode::CREATED, Json(out)))
@@ -124,37 +132,37 @@ pub async fn create(
 
 /// `GET /v1/keys`.
 pub async fn list(
+    _: Authorized<scope::KeysAdmin>,
     State(state): State<IngestState>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    auth::require(&state, &headers, Scope::KeysAdmin)?;
     let data: Vec<Value> = state.keys.list().iter().map(to_json).collect();
     Ok(Json(json!({"data": data})))
 }
 
 /// `DELETE /v1/keys/{id}`: revocation, effective as soon as every view sees it.
 pub async fn revoke(
+    Authorized(principal, _): Authorized<scope::KeysAdmin>,
     State(state): State<IngestState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let principal = auth::require(&state, &headers, Scope::KeysAdmin)?;
     let mut record = find(&state, &id)?;
     record.revoked_at_ms = herald_kafka::now_ms();
     store(&state, &record).await?;
-    audit(&state, &principal, "key.revoked", &record.id, json!({})).await;
+    state
+        .audit(&principal, "key.revoked", &record.id, json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/keys/{id}/roll`: a new key with the same scopes; the old one expires after the
 /// overlap.
 pub async fn roll(
+    Authorized(principal, _): Authorized<scope::KeysAdmin>,
     State(state): State<IngestState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let principal = auth::require(&state, &headers, Scope::KeysAdmin)?;
     let input: RollIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let mut old = find(&state, &id)?;
     let now = herald_kafka::now_ms();
@@ -172,14 +180,14 @@ pub async fn roll(
         old.expires_at_ms.min(overlap_end)
     };
     store(&state, &old).await?;
-    audit(
-        &state,
-        &principal,
-        "key.rolled",
-        &old.id,
-        json!({"new_key": record.id}),
-    )
-    .await;
+    state
+        .audit(
+            &principal,
+            "key.rolled",
+            &old.id,
+            json!({"new_key": record.id}),
+        )
+        .await;
     let mut out = to_json(&record);
     out["token"] = json!(token.expose());
     out["previous_expires_at_ms"] = json!(old.expires_at_ms);

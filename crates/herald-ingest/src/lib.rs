@@ -10,29 +10,30 @@
 //! operator ─HTTP─▶ endpoints / keys ─▶ endpoints.v1 / keys.v1 (+ audit.v1) ─▶ views
 //! ```
 //!
+//! Errors, the API-key extractor and body checks are herald-http's; replay and dead-letter
+//! routes are herald-replay's. The binary merges the routers.
+//!
 //! Modules:
 //! - [`config`]: the `IngestConfig` struct.
-//! - [`error`]: the JSON error body every 4xx/5xx carries.
-//! - [`auth`]: bearer API keys and scopes.
-//! - [`body`]: content-type, size and JSON checks shared by every write route.
-//! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes.
-//! - [`replays`]: replay runs and dead-letter browsing (herald-replay).
-//! - [`service`]: router, bootstrap key, serving with graceful shutdown.
+//! - [`state`]: what every route needs, and the audit helper.
+//! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes, each module with its own
+//!   `routes()`.
+//! - [`service`]: the merged router and the bootstrap key.
+//! - [`error`]: errors of start-up.
 
-pub mod auth;
-pub mod body;
 pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod health;
 pub mod keys;
-pub mod replays;
 pub mod service;
+pub mod state;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::IngestConfig;
-pub use error::{ApiError, Error};
-pub use service::{ensure_bootstrap_key, router, serve, IngestState};
+pub use error::Error;
+pub use service::{ensure_bootstrap_key, router};
+pub use state::IngestState;

@@ -72,7 +72,6 @@ fn fixture() -> Fixture {
         topics: kafka.topics(),
         endpoints,
         keys,
-        replays: None,
     };
     Fixture {
         state,
@@ -97,7 +96,7 @@ async fn call(
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
-    let response = router(f.state.clone())
+    let response = herald_http::app(router(f.state.clone()))
         .oneshot(request.body(Body::from(body.to_owned())).unwrap())
         .await
         .unwrap();

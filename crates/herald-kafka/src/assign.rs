@@ -1,29 +1,18 @@
-//! How a consumer gets its partitions: the Kafka group protocol, or every partition assigned
-//! by hand.
-//!
-//! On a Kafka cluster the group protocol shares partitions among dispatcher instances and
-//! moves them when one dies. Herald's embedded broker (tansu 0.6) has a coordinator bug that
-//! makes the protocol unusable across restarts: when the group's leader is expired for missed
-//! heartbeats while the group is formed, the group keeps the expired member as its leader,
-//! and every later generation waits for an assignment from it, forever. A dispatcher that
-//! restarts later than the session timeout after the previous one stopped (killed, stopped,
-//! or `herald dev` restarted) is enough to trigger it. With [`Assignment::All`] the consumer
-//! assigns itself every partition and commits offsets under the group id, which the broker
-//! accepts without membership: nothing depends on the coordinator. It suits exactly one
-//! dispatcher per group, which is what a single-node embedded broker runs.
+//! Starting a consumer on its topics, as its [`Membership`](crate::membership::Membership)
+//! says: subscribe to the group (with a watchdog for members left without partitions), or
+//! assign every partition by hand (see [`crate::membership`] for why the embedded broker
+//! needs that).
 
 use crate::consumer::TrackedConsumer;
-use crate::{stats, Error, KafkaConfig, Result};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use crate::membership::Assignment;
+use crate::{stats, Error, Result};
+use rdkafka::consumer::Consumer;
 use rdkafka::TopicPartitionList;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Cluster id of Herald's embedded broker (`herald dev`, `herald broker`).
-pub const EMBEDDED_CLUSTER_ID: &str = "herald";
 
 /// How long a member may stay without partitions in a group before it rejoins.
 pub const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(40);
@@ -31,48 +20,8 @@ pub const UNASSIGNED_PATIENCE: Duration = Duration::from_secs(40);
 /// How often `All` looks for partitions added to its topics.
 const PARTITION_CHECK: Duration = Duration::from_secs(60);
 
-/// How a dispatcher's consumers get their partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Assignment {
-    /// `All` on Herald's embedded broker, `Group` on any other cluster.
-    Auto,
-    /// The Kafka consumer group protocol: run as many dispatchers as there are partitions.
-    Group,
-    /// Every partition, assigned by hand; offsets committed under the group id. Run exactly
-    /// one dispatcher per group (two would both deliver everything).
-    All,
-}
-
-impl Assignment {
-    /// Resolves `Auto` by asking the cluster for its id; the others stay as they are.
-    pub async fn resolve(self, config: &KafkaConfig) -> Assignment {
-        if self != Assignment::Auto {
-            return self;
-        }
-        match cluster_id(config).await {
-            Some(id) if id == EMBEDDED_CLUSTER_ID => Assignment::All,
-            Some(_) => Assignment::Group,
-            None => {
-                tracing::warn!(
-                    "The cluster did not say its id; using the consumer group protocol."
-                );
-                Assignment::Group
-            }
-        }
-    }
-}
-
-async fn cluster_id(config: &KafkaConfig) -> Option<String> {
-    let client: BaseConsumer = config.client_config("herald-probe").create().ok()?;
-    tokio::task::spawn_blocking(move || client.client().fetch_cluster_id(Duration::from_secs(30)))
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Starts `consumer` on `topics`: subscribes to `group` (with the watchdog of
-/// [`crate::watch`]) or assigns itself every partition, as `assignment` says.
+/// Starts `consumer` on `topics`: subscribes to `group` (with the watchdog below) or
+/// assigns itself every partition, as `assignment` says.
 pub async fn start(
     consumer: &Arc<TrackedConsumer>,
     group: &str,
@@ -91,7 +40,7 @@ pub async fn start(
     }
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).map_err(Error::from_kafka)?;
-    crate::watch::spawn_assignment_watch(
+    spawn_assignment_watch(
         consumer.clone(),
         group.to_owned(),
         topics.to_vec(),
@@ -170,6 +119,58 @@ fn spawn_partition_check(
             if added > 0 {
                 tracing::warn!(added, "Partitions were added to a dispatcher topic; restart the dispatcher to consume them.");
             }
+        }
+    });
+}
+
+// A watchdog for group members that stay without partitions.
+//
+// On a healthy Kafka group a member without partitions is a spare (more members than
+// partitions) and rejoining changes nothing. The embedded tansu broker's coordinator can
+// however leave a member unassigned for good after another member was killed (for example a
+// static member that rejoined while the group was half-way through a rebalance). A member
+// that stays unassigned longer than `patience` therefore re-subscribes, which sends a fresh
+// JoinGroup; the patience doubles each time (up to 16×) so a real spare rejoins rarely.
+
+/// How often the assignment is looked at.
+const WATCH_TICK: Duration = Duration::from_secs(5);
+
+/// Starts the watchdog; it ends with `shutdown`.
+fn spawn_assignment_watch(
+    consumer: Arc<TrackedConsumer>,
+    group: String,
+    topics: Vec<String>,
+    patience: Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut unassigned_since: Option<Instant> = None;
+        let mut factor = 1u32;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(WATCH_TICK) => {}
+            }
+            let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            if assigned > 0 {
+                unassigned_since = None;
+                factor = 1;
+                continue;
+            }
+            let since = *unassigned_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < patience * factor {
+                continue;
+            }
+            tracing::warn!(%group, waited_s = since.elapsed().as_secs(), "No partitions assigned for too long; rejoining the group.");
+            metrics::counter!("herald_kafka_group_rejoins_total", "group" => group.clone())
+                .increment(1);
+            consumer.unsubscribe();
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Err(err) = consumer.subscribe(&names) {
+                tracing::error!(%group, error = %err, "Re-subscribing failed.");
+            }
+            unassigned_since = None;
+            factor = (factor * 2).min(16);
         }
     });
 }

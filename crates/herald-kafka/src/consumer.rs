@@ -1,6 +1,7 @@
 //! Consumers for the at-least-once recipe: offsets are stored by hand only after an outcome is
 //! durable, auto-commit commits what was stored, and a rebalance resets the offset tracker.
 
+use crate::membership::Membership;
 use crate::stats;
 use crate::tracker::OffsetTracker;
 use crate::{Error, KafkaConfig, Result};
@@ -123,31 +124,6 @@ fn rebalance_kind(rebalance: &Rebalance<'_>) -> &'static str {
 
 /// A group member for at-least-once processing.
 pub type TrackedConsumer = StreamConsumer<TrackingContext>;
-
-/// Who a consumer is in its group.
-///
-/// `instance` turns on static membership (`group.instance.id`): a restarted instance takes
-/// its partitions back at once instead of waiting out the dead member's session. Two live
-/// consumers must never share an instance id (the broker fences one of them). On Herald's
-/// embedded broker the group protocol is not used at all by default (see [`crate::assign`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub group: String,
-    pub instance: Option<String>,
-    /// Group protocol or every partition by hand (resolved: `Auto` counts as `Group`).
-    pub assignment: crate::assign::Assignment,
-}
-
-impl Membership {
-    /// The membership of a sibling group (`<group>-<suffix>`, `<instance>-<suffix>`).
-    pub fn sibling(&self, suffix: &str) -> Self {
-        Self {
-            group: format!("{}-{suffix}", self.group),
-            instance: self.instance.as_ref().map(|i| format!("{i}-{suffix}")),
-            assignment: self.assignment,
-        }
-    }
-}
 
 /// Builds a group consumer: `enable.auto.offset.store=false`, auto-commit of stored offsets,
 /// `auto.offset.reset=earliest` (a new group starts from the beginning: nothing is skipped).

@@ -11,17 +11,20 @@
 //! - [`config`]: broker address, topic prefix and layout, client overrides.
 //! - [`producer`]: idempotent `acks=all` producer with explicit backpressure.
 //! - [`consumer`]: consumer construction for the at-least-once recipe.
-//! - [`assign`]: group protocol or every partition by hand (the embedded broker).
+//! - [`membership`]: who a consumer is; group protocol or every partition by hand.
+//! - [`assign`]: starting a consumer on its topics as its membership says.
 //! - [`tracker`]: ordered offset tracking per partition for concurrent processing.
 //! - [`provision`]: idempotent topic creation with cleanup policy and retention.
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live;
 //!   [`fresh`] tells when it holds everything acknowledged before a given moment.
 //! - [`endpoints`], [`keys`]: the two views every service holds.
 //! - [`lease`]: a role one process holds at a time, decided in log order.
+//! - [`audit`]: the one audit trail writer.
 //! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
 //!   the broker reachability check behind `/readyz`.
 
 pub mod assign;
+pub mod audit;
 pub mod config;
 pub mod consumer;
 pub mod endpoints;
@@ -30,12 +33,12 @@ pub mod fresh;
 pub mod health;
 pub mod keys;
 pub mod lease;
+pub mod membership;
 pub mod producer;
 pub mod provision;
 pub mod stats;
 pub mod tracker;
 pub mod view;
-pub mod watch;
 
 pub use config::KafkaConfig;
 pub use error::{Error, Result};

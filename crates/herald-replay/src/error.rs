@@ -26,6 +26,9 @@ pub enum Error {
     /// Kafka refused or was unreachable. Retry later; a started run is resumable.
     #[error(transparent)]
     Kafka(#[from] herald_kafka::Error),
+    /// A client-chosen run id is taken by a run with other filters.
+    #[error("replay id {0} is taken by a run with other filters")]
+    IdTaken(String),
     /// Another replay run holds the replay lock (one run re-drives at a time). Nothing was
     /// re-driven by this request.
     #[error("replay {owner} is running (it holds the replay lock until {}); wait for it to finish, or resume it if its process died", crate::filter::format_instant(*until_ms))]

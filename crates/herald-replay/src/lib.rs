@@ -20,19 +20,28 @@
 //! - [`rate`]: `--rate N/s` and the limiter.
 //! - [`scan`]: bounded reads of a topic (watermarks, offsets by time).
 //! - [`select`]: the per-record decision shared by dry run and run.
-//! - [`state`]: the replays topic: run records, markers, audit writes, the live view.
+//! - [`state`]: the replays topic folded into the live view of runs, markers and the lock.
+//! - [`lock`]: the one-run-at-a-time rule, as a pure fold.
+//! - [`store`]: writes of runs, markers, the lock and audit records.
 //! - [`run`]: plan (dry run), create, execute/resume.
 //! - [`browse`]: listing, showing and counting dead letters.
+//! - [`request`]: a request as the CLI and the API spell it, parsed; a run as JSON.
+//! - [`service`]: replay runs inside an API process (background runs, one at a time).
+//! - [`api`]: the replay and dead-letter routes over [`service`].
 
+pub mod api;
 pub mod browse;
 pub mod error;
 pub mod filter;
 pub mod lock;
 pub mod rate;
+pub mod request;
 pub mod run;
 pub mod scan;
 pub mod select;
+pub mod service;
 pub mod state;
+pub mod store;
 
 pub use error::{Error, Result};
 pub use filter::{DlqFilter, EventsFilter, ReplaySpec, Selection, TimeRange};

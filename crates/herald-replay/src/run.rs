@@ -7,7 +7,8 @@ use crate::filter::{format_instant, ReplaySpec, Selection};
 use crate::rate::RateLimiter;
 use crate::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
-use crate::state::{RunsView, Store};
+use crate::state::RunsView;
+use crate::store::Store;
 use crate::{Error, Result};
 use futures::FutureExt as _;
 use herald_core::ids::ReplayId;
@@ -310,6 +311,47 @@ impl Replayer {
                 state: run.state,
             });
         }
+        Ok(run)
+    }
+
+    /// The run a repeated request with client-chosen `id` refers to: `None` when the id is
+    /// free, the run when it was made from the same `spec`, `Error::IdTaken` otherwise.
+    pub fn existing(&self, id: &ReplayId, spec: &ReplaySpec) -> Result<Option<v1::ReplayProgress>> {
+        let Some(run) = self.store.runs.get(id.as_str()) else {
+            return Ok(None);
+        };
+        if run.spec_json != serde_json::to_string(spec).unwrap_or_default() {
+            return Err(Error::IdTaken(run.id));
+        }
+        Ok(Some(run))
+    }
+
+    /// Takes an interrupted run up again: checks it is resumable, applies a new rate if
+    /// given, and writes the `replay.resumed` audit record (refused without it). Then
+    /// [`Replayer::execute`] it.
+    pub async fn resume(
+        &self,
+        id: &ReplayId,
+        actor: &str,
+        rate_per_second: Option<f64>,
+    ) -> Result<v1::ReplayProgress> {
+        let mut run = self.resumable(id.as_str())?;
+        if let Some(rate) = rate_per_second {
+            let mut spec: ReplaySpec = serde_json::from_str(&run.spec_json).map_err(|e| {
+                Error::Failed(format!("run {} has an unreadable spec: {e}", run.id))
+            })?;
+            spec.rate_per_second = Some(rate);
+            spec.validate()?;
+            run.spec_json = serde_json::to_string(&spec).unwrap_or_default();
+        }
+        self.store
+            .audit(
+                actor,
+                "replay.resumed",
+                &run.id,
+                serde_json::json!({"redriven_before": run.redriven}),
+            )
+            .await?;
         Ok(run)
     }
 

@@ -3,10 +3,9 @@
 //! into a live view, plus the writes that keep it and the audit trail.
 
 use crate::Result;
-use herald_core::topics::Topics;
 use herald_kafka::view::{Apply, View};
-use herald_kafka::{KafkaConfig, Producer};
-use herald_proto::{v1, Message};
+use herald_kafka::KafkaConfig;
+use herald_proto::v1;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -60,7 +59,7 @@ fn fold() -> Apply<RunsState> {
         } else if key == crate::lock::LOCK_KEY {
             match value.map(|v| herald_proto::decode::<v1::ReplayLock>("replay lock", v)) {
                 None => state.lock = None,
-                Some(Ok(record)) => crate::lock::fold(state, &record),
+                Some(Ok(record)) => state.lock = crate::lock::fold(state.lock.as_ref(), &record),
                 Some(Err(err)) => tracing::warn!(%key, error = %err, "Unreadable replay lock."),
             }
         } else if let Some(position) = parse_marker_key(&key) {
@@ -118,76 +117,15 @@ impl RunsView {
         self.view.read(|s| s.lock.clone())
     }
 
-    fn apply_local(&self, key: &str, value: &[u8]) {
+    pub(crate) fn apply_local(&self, key: &str, value: &[u8]) {
         self.view.apply_local(key.as_bytes(), Some(value));
-    }
-}
-
-/// Writes run records, markers and audit records, and applies them to the local view.
-#[derive(Clone)]
-pub struct Store {
-    pub producer: Producer,
-    pub topics: Topics,
-    pub runs: RunsView,
-}
-
-impl Store {
-    /// Writes the current state of a run.
-    pub async fn put_run(&self, run: &v1::ReplayProgress) -> Result<()> {
-        let key = run_key(&run.id);
-        let value = run.encode_to_vec();
-        self.producer
-            .send(&self.topics.replays(), key.as_bytes(), &value)
-            .await?;
-        self.runs.apply_local(&key, &value);
-        Ok(())
-    }
-
-    /// Marks a dead letter as re-driven by `marker.replay_id`.
-    pub async fn put_marker(
-        &self,
-        partition: i32,
-        offset: i64,
-        marker: &v1::RedriveMarker,
-    ) -> Result<()> {
-        let key = marker_key(partition, offset);
-        let value = marker.encode_to_vec();
-        self.producer
-            .send(&self.topics.replays(), key.as_bytes(), &value)
-            .await?;
-        self.runs.apply_local(&key, &value);
-        Ok(())
-    }
-
-    /// Appends to the audit trail (who, what, filters, counts).
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: serde_json::Value,
-    ) -> Result<()> {
-        let record = v1::AuditRecord {
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            at_ms: herald_kafka::now_ms(),
-            detail_json: detail.to_string(),
-        };
-        self.producer
-            .send(
-                &self.topics.audit(),
-                record.actor.as_bytes(),
-                &record.encode_to_vec(),
-            )
-            .await?;
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_proto::Message;
 
     #[test]
     fn fold_keeps_runs_and_markers_apart() {

@@ -54,7 +54,7 @@ pub async fn start(addr: SocketAddr, memory: bool) -> Result<EmbeddedBroker> {
     let listener = Url::parse(&format!("tcp://{addr}"))?;
     let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(111)
-        .cluster_id(herald_kafka::assign::EMBEDDED_CLUSTER_ID)
+        .cluster_id(herald_kafka::membership::EMBEDDED_CLUSTER_ID)
         .incarnation_id(uuid::Uuid::new_v4())
         .advertised_listener(listener.clone())
         .listener(listener)

@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn assignment_modes_parse_and_a_typo_is_named() {
-        use herald_kafka::assign::Assignment;
+        use herald_kafka::membership::Assignment;
         assert_eq!(
             HeraldConfig::defaults().dispatcher.assignment,
             Assignment::Auto

@@ -7,11 +7,10 @@ use crate::services;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use herald_proto::v1;
-use herald_replay::filter::{format_instant, parse_endpoint, parse_replay_id};
+use herald_replay::filter::parse_replay_id;
 use herald_replay::rate::parse_rate;
-use herald_replay::{
-    run, DlqFilter, EventsFilter, Plan, ReplaySpec, Replayer, RunsView, Selection, TimeRange,
-};
+use herald_replay::request::{run_json, DlqQuery, ReplayRequest};
+use herald_replay::{run, DlqFilter, Plan, ReplaySpec, Replayer, RunsView};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -62,21 +61,21 @@ pub struct DlqFilterArgs {
 }
 
 impl DlqFilterArgs {
-    /// The validated filter.
-    pub fn filter(&self) -> herald_replay::Result<DlqFilter> {
-        let filter = DlqFilter {
-            endpoint: self.endpoint.as_deref().map(parse_endpoint).transpose()?,
+    /// The flags as the shared query.
+    pub fn query(&self) -> DlqQuery {
+        DlqQuery {
+            endpoint: self.endpoint.clone(),
             event_type: self.event_type.clone(),
             tenant: self.tenant.clone(),
             reason: self.reason.clone(),
-            range: TimeRange::parse(
-                self.since.as_deref(),
-                self.until.as_deref(),
-                herald_kafka::now_ms(),
-            )?,
-        };
-        filter.validate()?;
-        Ok(filter)
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
+
+    /// The validated filter.
+    pub fn filter(&self) -> herald_replay::Result<DlqFilter> {
+        self.query().filter(herald_kafka::now_ms())
     }
 }
 
@@ -148,57 +147,64 @@ fn bad(err: herald_replay::Error) -> anyhow::Error {
     anyhow!("{err}; nothing was re-driven")
 }
 
-fn spec_of(selection: Selection, run: &RunArgs) -> Result<ReplaySpec> {
-    let rate = run
-        .rate
-        .as_deref()
-        .map(parse_rate)
-        .transpose()
-        .map_err(bad)?;
-    let spec = ReplaySpec {
-        selection,
-        rate_per_second: rate,
-        max_count: run.max,
-    };
-    spec.validate().map_err(bad)?;
-    Ok(spec)
+impl RunArgs {
+    /// `request` with this run's options.
+    fn apply(&self, request: ReplayRequest) -> ReplayRequest {
+        ReplayRequest {
+            rate: self.rate.clone(),
+            max_count: self.max,
+            dry_run: self.dry_run,
+            id: self.id.clone(),
+            ..request
+        }
+    }
+}
+
+impl DlqArgs {
+    fn request(&self) -> ReplayRequest {
+        let q = self.filter.query();
+        self.run.apply(ReplayRequest {
+            kind: "dlq".into(),
+            endpoint: q.endpoint,
+            event_type: q.event_type,
+            tenant: q.tenant,
+            reason: q.reason,
+            since: q.since,
+            until: q.until,
+            ..Default::default()
+        })
+    }
+}
+
+impl EventsArgs {
+    fn request(&self) -> ReplayRequest {
+        self.run.apply(ReplayRequest {
+            kind: "events".into(),
+            endpoint: self.endpoint.clone(),
+            event_type: self.event_type.clone(),
+            tenant: self.tenant.clone(),
+            since: Some(self.since.clone()),
+            until: self.until.clone(),
+            only_failed: self.only_failed,
+            ..Default::default()
+        })
+    }
 }
 
 /// Runs `herald replay …`.
 pub async fn run(config: HeraldConfig, action: ReplayAction) -> Result<()> {
     // Parse and validate everything before touching Kafka.
-    let (spec, run_args) = match &action {
-        ReplayAction::Dlq(args) => {
-            let filter = args.filter.filter().map_err(bad)?;
-            (
-                Some(spec_of(Selection::Dlq(filter), &args.run)?),
-                Some(args.run.clone()),
-            )
-        }
-        ReplayAction::Events(args) => {
-            let now = herald_kafka::now_ms();
-            let filter = EventsFilter {
-                endpoint: args
-                    .endpoint
-                    .as_deref()
-                    .map(parse_endpoint)
-                    .transpose()
-                    .map_err(bad)?,
-                event_type: args.event_type.clone(),
-                tenant: args.tenant.clone(),
-                range: TimeRange::parse(Some(&args.since), args.until.as_deref(), now)
-                    .map_err(bad)?,
-                only_failed: args.only_failed,
-            };
-            (
-                Some(spec_of(Selection::Events(filter), &args.run)?),
-                Some(args.run.clone()),
-            )
-        }
-        _ => (None, None),
+    let request = match &action {
+        ReplayAction::Dlq(args) => Some((args.request(), args.run.clone())),
+        ReplayAction::Events(args) => Some((args.request(), args.run.clone())),
+        _ => None,
     };
-    let id = match run_args.as_ref().and_then(|r| r.id.as_deref()) {
-        Some(id) => Some(parse_replay_id(id).map_err(bad)?),
+    let parsed = match &request {
+        Some((request, run)) => Some((
+            request.spec(herald_kafka::now_ms()).map_err(bad)?,
+            request.run_id().map_err(bad)?,
+            run.clone(),
+        )),
         None => None,
     };
     let shutdown = CancellationToken::new();
@@ -206,7 +212,7 @@ pub async fn run(config: HeraldConfig, action: ReplayAction) -> Result<()> {
     let (replayer, shared) = open(&config, &shutdown).await?;
     let result = match action {
         ReplayAction::Dlq(_) | ReplayAction::Events(_) => {
-            let (spec, args) = (spec.expect("parsed"), run_args.expect("parsed"));
+            let (spec, id, args) = parsed.expect("parsed above");
             start(&replayer, spec, &args, id, &shutdown).await
         }
         ReplayAction::Resume(args) => resume(&replayer, args, &shutdown).await,
@@ -347,23 +353,22 @@ async fn start(
 
 async fn resume(replayer: &Replayer, args: ResumeArgs, shutdown: &CancellationToken) -> Result<()> {
     let id = parse_replay_id(&args.id).map_err(bad)?;
-    let mut run = replayer.resumable(id.as_str()).map_err(bad)?;
-    if let Some(rate) = &args.rate {
-        let mut spec: ReplaySpec = serde_json::from_str(&run.spec_json)?;
-        spec.rate_per_second = Some(parse_rate(rate).map_err(bad)?);
-        run.spec_json = serde_json::to_string(&spec)?;
-    }
+    let rate = args
+        .rate
+        .as_deref()
+        .map(parse_rate)
+        .transpose()
+        .map_err(bad)?;
+    let run = replayer.resumable(id.as_str()).map_err(bad)?;
     println!("herald: resuming {}", run::describe(&run));
     confirm(args.yes, &format!("resume replay {}", run.id))?;
-    replayer
-        .store
-        .audit(
-            &actor(),
-            "replay.resumed",
-            &run.id,
-            serde_json::json!({"redriven_before": run.redriven}),
-        )
-        .await?;
+    let run = replayer.resume(&id, &actor(), rate).await.map_err(|e| {
+        if e.is_bad_input() {
+            bad(e)
+        } else {
+            anyhow!(e)
+        }
+    })?;
     println!("herald: replay {} resumed", run.id);
     execute(replayer, run, shutdown).await
 }
@@ -405,7 +410,7 @@ fn status(runs: &RunsView, id: &str, json: bool) -> Result<()> {
         .get(id.as_str())
         .ok_or_else(|| anyhow!("no replay run {id}"))?;
     if json {
-        println!("{}", crate_json(&run));
+        println!("{}", run_json(&run));
     } else {
         println!("{}", run::describe(&run));
         println!(
@@ -415,19 +420,6 @@ fn status(runs: &RunsView, id: &str, json: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn crate_json(run: &v1::ReplayProgress) -> serde_json::Value {
-    serde_json::json!({
-        "id": run.id, "kind": run.kind, "state": run.state, "actor": run.actor,
-        "spec": serde_json::from_str::<serde_json::Value>(&run.spec_json).unwrap_or_default(),
-        "planned": run.planned, "redriven": run.redriven, "skipped": run.skipped,
-        "scanned": run.scanned, "progress": run::scan_ratio(run),
-        "created_at": format_instant(run.created_at_ms),
-        "updated_at": format_instant(run.updated_at_ms),
-        "finished_at": (run.finished_at_ms > 0).then(|| format_instant(run.finished_at_ms)),
-        "error": (!run.error.is_empty()).then(|| run.error.clone()),
-    })
 }
 
 /// A progress bar on a terminal, a log line a second otherwise.

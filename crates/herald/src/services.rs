@@ -9,6 +9,8 @@ use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::keys::KeysView;
 use herald_kafka::provision::{ensure_topics, topic_specs};
 use herald_kafka::Producer;
+use herald_replay::api::ReplayState;
+use herald_replay::service::Replays;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -70,20 +72,27 @@ pub async fn start_ingest(
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
-    let replays = policy.tiers().first().map(|shortest| {
-        herald_ingest::replays::ReplayContext::new(
-            config.kafka.clone(),
-            *shortest,
-            shutdown.clone(),
-        )
-    });
+    let shortest = *policy
+        .tiers()
+        .first()
+        .context("dispatcher.retry_schedule: has no tier")?;
     let state = IngestState {
         config: config.ingest.clone(),
         producer: shared.producer.clone(),
         topics: config.kafka.topics(),
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
-        replays,
+    };
+    let replays = ReplayState {
+        replays: Replays::new(
+            config.kafka.clone(),
+            shared.producer.clone(),
+            shared.endpoints.clone(),
+            shortest,
+            shutdown.clone(),
+        ),
+        keys: shared.keys.clone(),
+        max_body_bytes: config.ingest.max_body_bytes,
     };
     herald_ingest::ensure_bootstrap_key(&state)
         .await
@@ -104,10 +113,11 @@ pub async fn start_ingest(
     );
     tracing::info!(%addr, "Ingest and admin API listening.");
     println!("herald: ingest listening on http://{addr}");
-    let extra = crate::observability::metrics_router(metrics);
-    Ok(tokio::spawn(herald_ingest::serve(
-        listener, state, extra, shutdown,
-    )))
+    // `/metrics` is merged after the request metrics layer: scrapes are not API requests.
+    let app =
+        herald_http::app(herald_ingest::router(state).merge(herald_replay::api::router(replays)))
+            .merge(crate::observability::metrics_router(metrics));
+    Ok(tokio::spawn(herald_http::serve(listener, app, shutdown)))
 }
 
 /// Runs the dispatcher until `shutdown`, draining within the configured deadline.

@@ -94,13 +94,3 @@ fn shape_error(err: &serde_json::Error) -> String {
         None => text,
     }
 }
-
-/// Status class label for metrics.
-pub fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() / 100 {
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    }
-}

@@ -1,0 +1,67 @@
+//! Every error answer is JSON: `{"error": {"code": "…", "message": "…"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An HTTP error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status, a stable code and a human message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 422: a field is missing or invalid.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl From<herald_kafka::Error> for ApiError {
+    fn from(err: herald_kafka::Error) -> Self {
+        match err {
+            herald_kafka::Error::Rejected(reason) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected_by_broker",
+                format!("the broker refused the record: {reason}"),
+            ),
+            other => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!(
+                    "not acknowledged by the broker, retry later with the same Idempotency-Key \
+                     (same key, same event id: a retry never duplicates): {other}"
+                ),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() || self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(code = self.code, message = %self.message, "Request failed.");
+        }
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}

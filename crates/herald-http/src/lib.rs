@@ -1,0 +1,24 @@
+//! # herald-http
+//!
+//! The HTTP plumbing every API crate shares, so each use case's routes (ingest and admin in
+//! herald-ingest, replay and dead letters in herald-replay) look and fail the same way:
+//!
+//! ```text
+//! request ─▶ app (metrics, JSON fallbacks) ─▶ a crate's routes ─▶ Authorized<scope> ─▶ body::json ─▶ handler
+//!                                                            └──────── ApiError (JSON) ◀──────────┘
+//! ```
+//!
+//! Modules:
+//! - [`error`]: the JSON error body every 4xx/5xx carries.
+//! - [`auth`]: bearer API keys as an extractor naming its scope.
+//! - [`body`]: content-type, size and JSON checks shared by every write route.
+//! - [`app`]: merged routes finished with fallbacks and request metrics; serving.
+
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod error;
+
+pub use app::{app, serve};
+pub use auth::{scope, Authorized};
+pub use error::ApiError;

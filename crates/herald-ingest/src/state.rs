@@ -1,0 +1,42 @@
+//! What every ingest and admin route needs.
+
+use crate::IngestConfig;
+use axum::extract::FromRef;
+use herald_core::topics::Topics;
+use herald_kafka::audit::AuditLog;
+use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::keys::{KeysView, Principal};
+use herald_kafka::Producer;
+
+/// The shared state of the ingest and admin routes.
+#[derive(Clone)]
+pub struct IngestState {
+    pub config: IngestConfig,
+    pub producer: Producer,
+    pub topics: Topics,
+    pub endpoints: EndpointsView,
+    pub keys: KeysView,
+}
+
+impl FromRef<IngestState> for KeysView {
+    fn from_ref(state: &IngestState) -> Self {
+        state.keys.clone()
+    }
+}
+
+impl IngestState {
+    /// Appends to the audit trail what `actor` did. The change is already durable when this
+    /// runs, so a failed write (logged and counted by [`AuditLog`]) does not fail the request.
+    pub async fn audit(
+        &self,
+        actor: &Principal,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        let log = AuditLog::new(self.producer.clone(), &self.topics);
+        let _ = log
+            .record(actor.key_id.as_str(), action, target, detail)
+            .await;
+    }
+}

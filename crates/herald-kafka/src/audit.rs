@@ -1,0 +1,60 @@
+//! The audit trail writer. Every service (the admin API, the dispatcher's endpoint
+//! transitions, replay runs) appends `AuditRecord`s to `audit.v1` through this one type, so
+//! every record has the same shape and a failed write is reported the same way.
+//!
+//! The policy, in one place: a record that cannot be written is logged at ERROR (an operator
+//! must act: evidence is missing) and counted in `herald_audit_write_failures_total`, and
+//! the error is returned. A caller about to act (starting or resuming a replay) refuses to
+//! act without its evidence; a caller whose change is already durable (an endpoint update)
+//! carries on.
+
+use crate::{Producer, Result};
+use herald_core::topics::Topics;
+use herald_proto::{v1, Message};
+
+/// Appends records to the audit topic.
+#[derive(Clone)]
+pub struct AuditLog {
+    producer: Producer,
+    topic: String,
+}
+
+impl AuditLog {
+    /// A writer to `topics.audit()` through `producer`.
+    pub fn new(producer: Producer, topics: &Topics) -> Self {
+        Self {
+            producer,
+            topic: topics.audit(),
+        }
+    }
+
+    /// Writes one record (keyed by actor) and waits for the broker's acknowledgement.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let record = v1::AuditRecord {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            at_ms: crate::now_ms(),
+            detail_json: detail.to_string(),
+        };
+        let sent = self
+            .producer
+            .send(
+                &self.topic,
+                record.actor.as_bytes(),
+                &record.encode_to_vec(),
+            )
+            .await;
+        if let Err(err) = &sent {
+            metrics::counter!("herald_audit_write_failures_total").increment(1);
+            tracing::error!(%actor, %action, %target, error = %err, "Audit record not written.");
+        }
+        sent.map(|_| ())
+    }
+}
