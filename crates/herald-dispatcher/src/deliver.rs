@@ -5,7 +5,7 @@
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::{Abandoned, OutcomeWriter};
-use crate::sink::{AttemptOutput, Sender};
+use crate::transport::{AttemptOutput, Outbound};
 use herald_core::ids::{DeliveryId, EndpointId};
 use herald_core::outcome::{classify, DeadReason, Outcome};
 use herald_core::retry::RetryPolicy;
@@ -36,7 +36,7 @@ pub struct EndpointLimits {
 pub struct Deliverer {
     pub writer: OutcomeWriter,
     pub endpoints: EndpointsView,
-    pub sender: Sender,
+    pub outbound: Outbound,
     pub policy: RetryPolicy,
     pub per_endpoint: EndpointLimits,
     pub delivered: Delivered,
@@ -52,7 +52,7 @@ impl Deliverer {
     pub fn new(
         writer: OutcomeWriter,
         endpoints: EndpointsView,
-        sender: Sender,
+        outbound: Outbound,
         policy: RetryPolicy,
         per_endpoint: EndpointLimits,
         delivered: Delivered,
@@ -61,7 +61,7 @@ impl Deliverer {
         Self {
             writer,
             endpoints,
-            sender,
+            outbound,
             policy,
             per_endpoint,
             delivered,
@@ -195,11 +195,12 @@ impl Deliverer {
             metrics::counter!("herald_deliveries_deferred_total").increment(1);
             return self.writer.retry(tier, &task).await;
         };
-        let event = task.event.clone().unwrap_or_default();
+        let mut event = task.event.clone().unwrap_or_default();
+        let payload = std::mem::take(&mut event.payload).into();
         metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
         let output = self
-            .sender
-            .deliver(&entry.endpoint, &event.id, &event.payload)
+            .outbound
+            .attempt(&entry.endpoint, &event.id, payload, herald_kafka::now_ms())
             .await;
         metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
         // The endpoint's slot covers the HTTP attempt only, not the bookkeeping after it.

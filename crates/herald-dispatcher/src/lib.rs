@@ -19,7 +19,9 @@
 //! - [`dedupe`]: bounded memory of started deliveries (duplicate events deliver once).
 //! - [`delivered`]: deliveries the attempts log shows succeeded (no re-send after a crash).
 //! - [`deliver`]: one delivery step shared by both consumers.
-//! - [`sink`]: the HTTP sender (signing, timeouts, no redirects, SSRF-guarded DNS).
+//! - [`transport`]: the seam deliveries leave through: signed requests, the `Transport`
+//!   trait, the deadline layer.
+//! - [`sink`]: the HTTP transport (timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
 //! - [`ssrf`]: destination address policy.
 //! - [`standby`]: one active dispatcher per group under `assignment = "all"` (a lease).
@@ -41,6 +43,10 @@ pub mod sink;
 pub mod ssrf;
 pub mod standby;
 pub mod transitions;
+pub mod transport;
+
+#[cfg(test)]
+mod tests;
 
 pub use config::DispatcherConfig;
 pub use error::{Error, Result};

@@ -5,8 +5,9 @@ use crate::deliver::{Deliverer, EndpointLimits};
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::OutcomeWriter;
-use crate::sink::{Sender, SenderSettings};
+use crate::sink::{HttpSettings, HttpTransport};
 use crate::ssrf::Network;
+use crate::transport::{Deadline, Outbound, RequestSettings};
 use crate::{consumer, retry, standby, Error, Result};
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::lease::{Claimant, Leases};
@@ -20,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 /// Delivered ids remembered from the attempts log (about 80 bytes each).
 const DELIVERED_CAPACITY: usize = 500_000;
+/// How long past `attempt_timeout` the transport deadline fires.
+const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 /// What the dispatcher shares with other services in the same process.
 pub struct DispatcherDeps {
@@ -47,15 +50,22 @@ pub async fn run(
                 .map_err(|e| Error::Config(format!("dispatcher.allowed_networks: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let sender = Sender::new(SenderSettings {
+    let http = HttpTransport::new(HttpSettings {
         allowed,
-        user_agent: config.user_agent.clone(),
         attempt_timeout: config.attempt_timeout,
         connect_timeout: config.connect_timeout,
         excerpt_bytes: config.response_excerpt_bytes,
-        svix_headers: config.svix_headers,
     })
     .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+    // The HTTP client's own timeout ends an attempt at `attempt_timeout`; the deadline is the
+    // backstop past it (DNS, a stuck body read), so no attempt can hold its slot for ever.
+    let outbound = Outbound {
+        transport: Arc::new(Deadline::new(http, config.attempt_timeout + DEADLINE_GRACE)),
+        settings: RequestSettings {
+            user_agent: config.user_agent.clone(),
+            svix_headers: config.svix_headers,
+        },
+    };
     let abort = CancellationToken::new();
     let writer = OutcomeWriter {
         producer: deps.producer.clone(),
@@ -74,7 +84,7 @@ pub async fn run(
     let deliverer = Arc::new(Deliverer::new(
         writer,
         deps.endpoints.clone(),
-        sender,
+        outbound,
         policy,
         EndpointLimits {
             concurrency: config.per_endpoint_concurrency,

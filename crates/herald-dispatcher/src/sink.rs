@@ -1,24 +1,13 @@
-//! The HTTP side: one signed POST per attempt, through a pooled client that refuses
+//! The HTTP transport: one POST per attempt, through a pooled client that refuses
 //! forbidden destinations at connect time and never follows redirects.
 
 use crate::ssrf::{self, Network};
-use herald_core::endpoint::Endpoint;
+use crate::transport::{AttemptOutput, DeliveryRequest, Transport};
+use futures::future::BoxFuture;
 use herald_core::outcome::{parse_retry_after_seconds, AttemptResult};
-use herald_core::signing::signature_header;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What one attempt produced, with everything the attempt log keeps.
-#[derive(Debug, Clone)]
-pub struct AttemptOutput {
-    pub result: AttemptResult,
-    pub started_at_ms: i64,
-    pub latency: Duration,
-    pub status: u16,
-    pub error: String,
-    pub excerpt: Vec<u8>,
-}
 
 /// The error a refused destination produces; found again in reqwest's error chain.
 #[derive(Debug)]
@@ -59,31 +48,33 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Sends deliveries.
+/// Sends deliveries over HTTP.
 #[derive(Clone)]
-pub struct Sender {
+pub struct HttpTransport {
     client: reqwest::Client,
     allowed: Arc<Vec<Network>>,
-    user_agent: String,
     timeout: Duration,
     excerpt_bytes: usize,
-    svix_headers: bool,
 }
 
-/// What the sender needs from config.
+/// What the HTTP transport needs from config.
 #[derive(Debug, Clone)]
-pub struct SenderSettings {
+pub struct HttpSettings {
     pub allowed: Vec<Network>,
-    pub user_agent: String,
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
     pub excerpt_bytes: usize,
-    pub svix_headers: bool,
 }
 
-impl Sender {
+impl Transport for HttpTransport {
+    fn send<'a>(&'a self, request: &'a DeliveryRequest) -> BoxFuture<'a, AttemptOutput> {
+        Box::pin(self.post(request))
+    }
+}
+
+impl HttpTransport {
     /// Builds the pooled client (keep-alive, no redirects, guarded DNS).
-    pub fn new(settings: SenderSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: HttpSettings) -> Result<Self, reqwest::Error> {
         let allowed = Arc::new(settings.allowed);
         let client = reqwest::Client::builder()
             // Never a proxy from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY: a proxy resolves and
@@ -102,23 +93,16 @@ impl Sender {
         Ok(Self {
             client,
             allowed,
-            user_agent: settings.user_agent,
             timeout: settings.attempt_timeout,
             excerpt_bytes: settings.excerpt_bytes,
-            svix_headers: settings.svix_headers,
         })
     }
 
-    /// One signed attempt of `payload` (the exact event JSON bytes) to `endpoint`.
-    pub async fn deliver(
-        &self,
-        endpoint: &Endpoint,
-        webhook_id: &str,
-        payload: &[u8],
-    ) -> AttemptOutput {
-        let started_at_ms = herald_kafka::now_ms();
+    /// One attempt: `request` posted as it is.
+    async fn post(&self, request: &DeliveryRequest) -> AttemptOutput {
+        let started_at_ms = request.started_at_ms;
         let started = Instant::now();
-        if let Some(refusal) = self.literal_address_refusal(&endpoint.url) {
+        if let Some(refusal) = self.literal_address_refusal(&request.url) {
             return output(
                 AttemptResult::Forbidden,
                 started_at_ms,
@@ -128,26 +112,11 @@ impl Sender {
                 Vec::new(),
             );
         }
-        let timestamp = started_at_ms / 1_000;
-        let secrets = endpoint.active_secrets(started_at_ms);
-        let signature = signature_header(secrets, webhook_id, timestamp, payload);
-        let ts = timestamp.to_string();
-        let mut request = self
-            .client
-            .post(&endpoint.url)
-            .timeout(self.timeout)
-            .header("content-type", "application/json")
-            .header("user-agent", &self.user_agent)
-            .header("webhook-id", webhook_id)
-            .header("webhook-timestamp", &ts)
-            .header("webhook-signature", &signature);
-        if self.svix_headers {
-            request = request
-                .header("svix-id", webhook_id)
-                .header("svix-timestamp", &ts)
-                .header("svix-signature", &signature);
+        let mut post = self.client.post(&request.url).timeout(self.timeout);
+        for (name, value) in &request.headers {
+            post = post.header(*name, value);
         }
-        match request.body(payload.to_vec()).send().await {
+        match post.body(request.body.clone()).send().await {
             Ok(response) => self.read_response(response, started_at_ms, started).await,
             Err(err) => {
                 let result = if is_forbidden(&err) {
@@ -283,6 +252,8 @@ fn error_text(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::RequestSettings;
+    use herald_core::endpoint::Endpoint;
     use herald_core::ids::EndpointId;
     use herald_core::signing::Secret;
 
@@ -292,18 +263,21 @@ mod tests {
 
     #[tokio::test]
     async fn an_attempt_error_never_carries_the_url_query_or_user_info() {
-        let sender = Sender::new(SenderSettings {
+        let transport = HttpTransport::new(HttpSettings {
             allowed: vec![Network::parse("127.0.0.0/8").unwrap()],
-            user_agent: "test".into(),
             attempt_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             excerpt_bytes: 64,
-            svix_headers: false,
         })
         .unwrap();
         // Nothing listens on port 1: the connection is refused at once.
         let target = endpoint("http://alice:pa55word@127.0.0.1:1/hook?token=t0ps3cret");
-        let out = sender.deliver(&target, "msg_1", b"{}").await;
+        let settings = RequestSettings {
+            user_agent: "test".into(),
+            svix_headers: false,
+        };
+        let request = DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings);
+        let out = transport.send(&request).await;
         assert_eq!(out.result, AttemptResult::Connection, "{}", out.error);
         for secret in ["t0ps3cret", "pa55word", "alice"] {
             assert!(!out.error.contains(secret), "{secret} in {}", out.error);

@@ -1,0 +1,263 @@
+//! Unit tests of the delivery step, driven through an in-memory transport against
+//! librdkafka's in-process mock cluster: lookup → attempt → classify → record, and where
+//! each outcome goes. (The real-broker, real-receiver tests live in the top-level `tests/`.)
+
+use crate::deliver::{Deliverer, EndpointLimits};
+use crate::delivered::Delivered;
+use crate::health::HealthBook;
+use crate::route::OutcomeWriter;
+use crate::transport::memory::{Answer, Memory};
+use crate::transport::{Deadline, Outbound, RequestSettings};
+use herald_core::endpoint::Endpoint;
+use herald_core::health::HealthPolicy;
+use herald_core::ids::{EndpointId, EventId};
+use herald_core::retry::RetryPolicy;
+use herald_core::sealing::MasterKey;
+use herald_core::signing::Secret;
+use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::{KafkaConfig, Producer};
+use herald_proto::{convert, v1, Message};
+use rdkafka::consumer::Consumer;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+struct Fixture {
+    _cluster: MockCluster<'static, DefaultProducerContext>,
+    kafka: KafkaConfig,
+    deliverer: Deliverer,
+    memory: Arc<Memory>,
+    endpoint: Endpoint,
+    policy: RetryPolicy,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A deliverer whose only endpoint (enabled or not) answers with `answers` in turn.
+async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
+    let cluster = MockCluster::new(1).unwrap();
+    let kafka = KafkaConfig::with_brokers(cluster.bootstrap_servers());
+    let topics = kafka.topics();
+    let policy = RetryPolicy::new(
+        vec![Duration::from_secs(1), Duration::from_secs(10)],
+        0.0,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut names = vec![
+        topics.events(),
+        topics.attempts(),
+        topics.dlq(),
+        topics.endpoints(),
+        topics.audit(),
+    ];
+    names.extend(policy.tiers().iter().map(|t| topics.retry(*t)));
+    for name in &names {
+        cluster.create_topic(name, 1, 1).unwrap();
+    }
+    let key = MasterKey::from_bytes([7; 32]);
+    let now = herald_kafka::now_ms();
+    let mut endpoint = Endpoint::new(
+        EndpointId::generate(now),
+        "http://127.0.0.1:9/hook".into(),
+        Secret::generate(),
+        now,
+    );
+    endpoint.enabled = enabled;
+    let producer = Producer::new(&kafka, "test").unwrap();
+    let state = convert::endpoint_to_state(&endpoint, 1, &key);
+    producer
+        .send(
+            &topics.endpoints(),
+            endpoint.id.as_str().as_bytes(),
+            &state.encode_to_vec(),
+        )
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let endpoints = EndpointsView::spawn(&kafka, key, &TaskTracker::new(), shutdown.clone());
+    endpoints
+        .view()
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let memory = Arc::new(Memory::answering(answers));
+    let outbound = Outbound {
+        transport: Arc::new(Deadline::new(
+            SharedMemory(memory.clone()),
+            Duration::from_secs(2),
+        )),
+        settings: RequestSettings {
+            user_agent: "Herald-Webhooks/test".into(),
+            svix_headers: false,
+        },
+    };
+    let writer = OutcomeWriter {
+        producer,
+        topics,
+        abort: CancellationToken::new(),
+    };
+    let deliverer = Deliverer::new(
+        writer,
+        endpoints,
+        outbound,
+        policy.clone(),
+        EndpointLimits {
+            concurrency: 2,
+            permit_wait: Duration::from_secs(1),
+        },
+        Delivered::empty(1_000),
+        HealthBook::new(
+            HealthPolicy {
+                failing_after: 3,
+                disable_after_ms: 0,
+            },
+            100,
+        ),
+    );
+    Fixture {
+        _cluster: cluster,
+        kafka,
+        deliverer,
+        memory,
+        endpoint,
+        policy,
+        shutdown,
+    }
+}
+
+/// The memory transport behind an `Arc`, so the test keeps a handle on what it saw.
+struct SharedMemory(Arc<Memory>);
+
+impl crate::transport::Transport for SharedMemory {
+    fn send<'a>(
+        &'a self,
+        request: &'a crate::transport::DeliveryRequest,
+    ) -> futures::future::BoxFuture<'a, crate::transport::AttemptOutput> {
+        self.0.send(request)
+    }
+}
+
+fn event() -> v1::EventEnvelope {
+    let now = herald_kafka::now_ms();
+    v1::EventEnvelope {
+        id: EventId::generate(now).to_string(),
+        event_type: "stock.adjusted".into(),
+        payload: br#"{"sku":"A-1","delta":-3}"#.to_vec(),
+        accepted_at_ms: now,
+        ..Default::default()
+    }
+}
+
+/// Every record of partition 0 of `topic`, decoded.
+async fn records<M: Message + Default>(kafka: &KafkaConfig, topic: &str) -> Vec<M> {
+    let consumer = herald_kafka::consumer::reader(kafka, "unit-test").unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    let mut out = Vec::new();
+    if high == 0 {
+        return out;
+    }
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&list).unwrap();
+    while (out.len() as i64) < high {
+        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .expect("records within 10 s")
+            .unwrap();
+        let payload = rdkafka::Message::payload(&message).unwrap_or_default();
+        out.push(M::decode(payload).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_logged_and_rescheduled_and_the_retry_delivers() {
+    let f = fixture(&[Answer::Status(503), Answer::Status(204)], true).await;
+    let event = event();
+    let task = Deliverer::first_task(&event, &f.endpoint.id);
+    f.deliverer.step(task).await.unwrap();
+
+    let topics = f.kafka.topics();
+    let first_tier = topics.retry(f.policy.tiers()[0]);
+    let retries: Vec<v1::DeliveryTask> = records(&f.kafka, &first_tier).await;
+    assert_eq!(retries.len(), 1, "one retry task in {first_tier}");
+    let retry = retries[0].clone();
+    assert_eq!(retry.next_attempt, 2);
+    assert_eq!(retry.attempts.len(), 1);
+    assert_eq!(retry.last_failure.as_ref().unwrap().status, 503);
+
+    f.deliverer.step(retry).await.unwrap();
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    let outcomes: Vec<(&str, u32)> = attempts
+        .iter()
+        .map(|a| (a.outcome.as_str(), a.summary.as_ref().unwrap().status))
+        .collect();
+    assert_eq!(outcomes, [("retry", 503), ("delivered", 204)]);
+    assert!(attempts.iter().all(|a| a.event_id == event.id));
+    let dead: Vec<v1::DeadLetter> = records(&f.kafka, &topics.dlq()).await;
+    assert!(dead.is_empty());
+
+    // Both attempts carried the same webhook-id (the event id) over the exact payload.
+    let requests = f.memory.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    for request in requests.iter() {
+        assert_eq!(request.header("webhook-id"), Some(event.id.as_str()));
+        assert_eq!(&request.body[..], &event.payload[..]);
+        assert_eq!(request.url, "http://127.0.0.1:9/hook");
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_gets_no_request_and_the_delivery_is_parked() {
+    let f = fixture(&[], false).await;
+    let task = Deliverer::first_task(&event(), &f.endpoint.id);
+    f.deliverer.step(task).await.unwrap();
+    let dead: Vec<v1::DeadLetter> = records(&f.kafka, &f.kafka.topics().dlq()).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "endpoint_disabled");
+    assert!(f.memory.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_costs_one_attempt_and_a_retry_not_a_stuck_slot() {
+    let f = fixture(&[Answer::Hang], true).await;
+    let task = Deliverer::first_task(&event(), &f.endpoint.id);
+    f.deliverer.step(task).await.unwrap();
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &f.kafka.topics().attempts()).await;
+    assert_eq!(attempts.len(), 1);
+    let summary = attempts[0].summary.as_ref().unwrap();
+    assert_eq!(summary.result_class, "timeout");
+    assert_eq!(attempts[0].outcome, "retry");
+}
+
+#[tokio::test]
+async fn a_gone_answer_parks_the_delivery_at_once() {
+    let f = fixture(&[Answer::Status(410)], true).await;
+    let task = Deliverer::first_task(&event(), &f.endpoint.id);
+    f.deliverer.step(task).await.unwrap();
+    let dead: Vec<v1::DeadLetter> = records(&f.kafka, &f.kafka.topics().dlq()).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "endpoint_gone");
+    assert_eq!(dead[0].task.as_ref().unwrap().attempts.len(), 1);
+    // 410 also disables the endpoint, with audit evidence.
+    let audit: Vec<v1::AuditRecord> = records(&f.kafka, &f.kafka.topics().audit()).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].action.as_str()),
+        ("system:dispatcher", "endpoint.disabled")
+    );
+    assert_eq!(audit[0].target, f.endpoint.id.as_str());
+}
