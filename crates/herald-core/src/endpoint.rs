@@ -92,6 +92,45 @@ impl Endpoint {
         self.updated_at = now;
     }
 
+    /// Enables or disables by an operator's hand at `now`. Re-enabling clears the reason and
+    /// starts the failure period over; disabling records the reason `manual`, also over an
+    /// automatic one (an operator decided).
+    pub fn set_enabled_by_operator(&mut self, enabled: bool, now: UnixMillis) {
+        if enabled && !self.enabled {
+            self.failing_since = None;
+        }
+        self.disabled_reason = if enabled {
+            String::new()
+        } else {
+            "manual".into()
+        };
+        self.enabled = enabled;
+        self.updated_at = now;
+    }
+
+    /// Disables automatically at `now` for `reason` (`failing`, `gone`). False, and nothing
+    /// changed, when it is already disabled: the first reason stands.
+    pub fn disable_automatically(&mut self, reason: &str, now: UnixMillis) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        self.enabled = false;
+        self.disabled_reason = reason.to_owned();
+        self.updated_at = now;
+        true
+    }
+
+    /// Records whether the endpoint is failing (since when) at `now`. False, and nothing
+    /// changed, when the record already says so.
+    pub fn set_failing_since(&mut self, since: Option<UnixMillis>, now: UnixMillis) -> bool {
+        if since.is_some() == self.failing_since.is_some() {
+            return false;
+        }
+        self.failing_since = since;
+        self.updated_at = now;
+        true
+    }
+
     /// Whether this endpoint wants events of `event_type` from `tenant`.
     pub fn subscribes_to(&self, event_type: &str, tenant: &str) -> bool {
         (self.tenant.is_empty() || self.tenant == tenant)
@@ -165,6 +204,38 @@ mod tests {
             created_at: 0,
             updated_at: 0,
         }
+    }
+
+    #[test]
+    fn operators_and_the_dispatcher_change_state_by_the_same_rules() {
+        let mut ep = endpoint(&[], "");
+        assert!(ep.set_failing_since(Some(10), 11));
+        assert!(!ep.set_failing_since(Some(12), 13), "already failing: kept");
+        assert_eq!(ep.failing_since, Some(10));
+        assert!(ep.disable_automatically("failing", 20));
+        assert!(
+            !ep.disable_automatically("gone", 21),
+            "the first reason stands"
+        );
+        assert_eq!(
+            (ep.enabled, ep.disabled_reason.as_str()),
+            (false, "failing")
+        );
+        // An operator re-enables: the failure period starts over.
+        ep.set_enabled_by_operator(true, 30);
+        assert_eq!(
+            (ep.enabled, ep.disabled_reason.as_str(), ep.failing_since),
+            (true, "", None)
+        );
+        ep.set_enabled_by_operator(false, 40);
+        assert_eq!((ep.enabled, ep.disabled_reason.as_str()), (false, "manual"));
+        assert_eq!(ep.updated_at, 40);
+        // Disabling again by hand keeps it manual; an automatic disable of a disabled
+        // endpoint does nothing.
+        ep.set_enabled_by_operator(false, 50);
+        assert_eq!(ep.disabled_reason, "manual");
+        assert!(!ep.disable_automatically("failing", 60));
+        assert!(!ep.set_failing_since(None, 70) && ep.failing_since.is_none());
     }
 
     #[test]

@@ -52,13 +52,11 @@ impl Deliverer {
         let Some(health) = self.health.get(id) else {
             return Ok(());
         };
+        let mut endpoint = (*entry.endpoint).clone();
         let failing = health.failing_since.is_some();
-        if failing == entry.endpoint.failing_since.is_some() {
+        if !endpoint.set_failing_since(health.failing_since, herald_kafka::now_ms()) {
             return Ok(()); // already recorded (by a concurrent attempt, another dispatcher, or before a restart)
         }
-        let mut endpoint = (*entry.endpoint).clone();
-        endpoint.failing_since = health.failing_since;
-        endpoint.updated_at = herald_kafka::now_ms();
         self.write_health(&endpoint, entry.version + 1).await?;
         let action = if failing {
             tracing::warn!(endpoint_id = %id, %error, consecutive_failures = health.consecutive_failures, "Endpoint started failing.");
@@ -112,12 +110,9 @@ impl Deliverer {
             return Ok(());
         };
         let mut endpoint = (*entry.endpoint).clone();
-        if !endpoint.enabled {
+        if !endpoint.disable_automatically(reason, herald_kafka::now_ms()) {
             return Ok(());
         }
-        endpoint.enabled = false;
-        endpoint.disabled_reason = reason.to_owned();
-        endpoint.updated_at = herald_kafka::now_ms();
         tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");
         self.write_health(&endpoint, entry.version + 1).await?;
         metrics::counter!("herald_endpoint_disabled_total", "reason" => reason.to_owned())

@@ -302,20 +302,12 @@ pub async fn update(
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
     endpoint.description = input.description.unwrap_or(endpoint.description);
+    let now = herald_kafka::now_ms();
     if let Some(enabled) = input.enabled {
-        if enabled && !endpoint.enabled {
-            // Re-enabled by an operator: the failure period starts over.
-            endpoint.failing_since = None;
-        }
-        endpoint.enabled = enabled;
-        endpoint.disabled_reason = if enabled {
-            String::new()
-        } else {
-            "manual".into()
-        };
+        endpoint.set_enabled_by_operator(enabled, now);
     }
     check(&endpoint.url, &endpoint.event_types, &endpoint.description)?;
-    endpoint.updated_at = herald_kafka::now_ms();
+    endpoint.updated_at = now;
     store(&state, &endpoint, entry.version + 1).await?;
     state
         .audit(
