@@ -20,9 +20,11 @@
 //! - [`outcome`]: classification of one HTTP attempt into `Delivered | Retry | Dead`.
 //! - [`sealing`]: AEAD sealing of endpoint secrets at rest under a master key.
 //! - [`topics`]: Kafka topic names under a configurable prefix.
+//! - [`clock`]: time as a dependency (system or manual).
 //! - [`duration`]: human durations (`5s`, `30m`, `10h`) used in config and the CLI.
 
 pub mod apikey;
+pub mod clock;
 pub mod duration;
 pub mod endpoint;
 pub mod error;

@@ -5,15 +5,15 @@
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::{Abandoned, OutcomeWriter};
+use crate::slots::{EndpointLimits, EndpointSlots};
 use crate::transport::{AttemptOutput, Outbound};
+use herald_core::clock::SharedClock;
 use herald_core::ids::{DeliveryId, EndpointId};
 use herald_core::outcome::{classify, DeadReason, Outcome};
 use herald_core::retry::RetryPolicy;
 use herald_kafka::endpoints::EndpointsView;
 use herald_proto::v1;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use std::sync::Mutex;
 
 /// The most attempt summaries a task carries (older ones stay in the attempts topic).
 const MAX_SUMMARIES: usize = 32;
@@ -23,13 +23,17 @@ const VIEW_SYNC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3
 /// First attempts remembered to drop duplicate events (idempotent re-sends, redelivery).
 const DEDUPE_CAPACITY: usize = 200_000;
 
-/// How hard one endpoint may be driven.
-#[derive(Debug, Clone, Copy)]
-pub struct EndpointLimits {
-    /// Attempts to one endpoint at once.
-    pub concurrency: usize,
-    /// How long a delivery waits for a busy, healthy endpoint before it is deferred.
-    pub permit_wait: std::time::Duration,
+/// What a deliverer is made of.
+pub struct Parts {
+    pub writer: OutcomeWriter,
+    pub endpoints: EndpointsView,
+    pub outbound: Outbound,
+    pub policy: RetryPolicy,
+    pub per_endpoint: EndpointLimits,
+    pub delivered: Delivered,
+    pub health: HealthBook,
+    /// Where "now" comes from: due times, signatures, health, records.
+    pub clock: SharedClock,
 }
 
 /// Everything a delivery step needs.
@@ -38,10 +42,10 @@ pub struct Deliverer {
     pub endpoints: EndpointsView,
     pub outbound: Outbound,
     pub policy: RetryPolicy,
-    pub per_endpoint: EndpointLimits,
+    pub slots: EndpointSlots,
     pub delivered: Delivered,
     pub health: HealthBook,
-    limits: Mutex<HashMap<EndpointId, Arc<Semaphore>>>,
+    pub clock: SharedClock,
     claimed: Mutex<crate::dedupe::Claims>,
     /// One endpoint-state write at a time (see `transitions.rs`).
     pub(crate) transitions: tokio::sync::Mutex<()>,
@@ -49,25 +53,17 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Assembles a deliverer.
-    pub fn new(
-        writer: OutcomeWriter,
-        endpoints: EndpointsView,
-        outbound: Outbound,
-        policy: RetryPolicy,
-        per_endpoint: EndpointLimits,
-        delivered: Delivered,
-        health: HealthBook,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            writer,
-            endpoints,
-            outbound,
-            policy,
-            per_endpoint,
-            delivered,
-            health,
+            writer: parts.writer,
+            endpoints: parts.endpoints,
+            outbound: parts.outbound,
+            policy: parts.policy,
+            slots: EndpointSlots::new(parts.per_endpoint),
+            delivered: parts.delivered,
+            health: parts.health,
+            clock: parts.clock,
             transitions: tokio::sync::Mutex::new(()),
-            limits: Mutex::new(HashMap::new()),
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
         }
     }
@@ -86,30 +82,6 @@ impl Deliverer {
             due_at_ms: 0,
             ..Default::default()
         }
-    }
-
-    /// A slot of the endpoint's concurrency limit. A healthy endpoint that is merely busy is
-    /// waited for (bounded by `permit_wait`: it drains quickly, and waiting keeps order and
-    /// spares the broker a round trip through a tier); a failing one is not (its deliveries
-    /// go to the shortest tier instead of occupying slots healthy endpoints need).
-    async fn permit(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
-        let semaphore = self
-            .limits
-            .lock()
-            .expect("limits lock")
-            .entry(endpoint.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint.concurrency)))
-            .clone();
-        if let Ok(permit) = semaphore.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        if !self.health.is_healthy(endpoint) {
-            return None;
-        }
-        tokio::time::timeout(self.per_endpoint.permit_wait, semaphore.acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
     }
 
     /// Waits until the endpoints view holds every change acknowledged before `at_ms`, so an
@@ -187,11 +159,12 @@ impl Deliverer {
                 .dead_unattempted(task, DeadReason::EndpointDisabled)
                 .await;
         }
-        let Some(permit) = self.permit(&endpoint_id).await else {
+        let healthy = self.health.is_healthy(&endpoint_id);
+        let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
             // The endpoint is at its concurrency limit and failing (or busy for too long): wait
             // in the shortest tier instead of holding a slot. No attempt is spent.
             let tier = self.policy.tiers()[0];
-            task.due_at_ms = herald_kafka::now_ms() + tier.as_millis() as i64;
+            task.due_at_ms = self.clock.now_ms() + tier.as_millis() as i64;
             metrics::counter!("herald_deliveries_deferred_total").increment(1);
             return self.writer.retry(tier, &task).await;
         };
@@ -200,7 +173,7 @@ impl Deliverer {
         metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
         let output = self
             .outbound
-            .attempt(&entry.endpoint, &event.id, payload, herald_kafka::now_ms())
+            .attempt(&entry.endpoint, &event.id, payload, self.clock.now_ms())
             .await;
         metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
         // The endpoint's slot covers the HTTP attempt only, not the bookkeeping after it.
@@ -228,7 +201,7 @@ impl Deliverer {
             output.result.is_success(),
             output.result.class(),
             &output.error,
-            herald_kafka::now_ms(),
+            self.clock.now_ms(),
         );
         self.on_transition(&endpoint_id, transition, &output.error)
             .await?;
@@ -255,7 +228,7 @@ impl Deliverer {
             Outcome::Delivered => {
                 self.delivered.insert(&task.delivery_id);
                 metrics::counter!("herald_deliveries_total", "outcome" => "delivered").increment(1);
-                let e2e = (herald_kafka::now_ms() - event.accepted_at_ms).max(0) as f64 / 1_000.0;
+                let e2e = (self.clock.now_ms() - event.accepted_at_ms).max(0) as f64 / 1_000.0;
                 metrics::histogram!("herald_delivery_e2e_seconds").record(e2e);
                 tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, "Delivery succeeded.");
                 Ok(())
@@ -263,7 +236,7 @@ impl Deliverer {
             Outcome::Retry { after } => {
                 metrics::counter!("herald_deliveries_total", "outcome" => "retry").increment(1);
                 task.next_attempt += 1;
-                task.due_at_ms = herald_kafka::now_ms() + after.as_millis() as i64;
+                task.due_at_ms = self.clock.now_ms() + after.as_millis() as i64;
                 let tier = self.policy.tiers()[self.policy.tier_for(after)];
                 self.writer.retry(tier, &task).await
             }

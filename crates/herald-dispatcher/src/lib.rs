@@ -21,6 +21,7 @@
 //! - [`deliver`]: one delivery step shared by both consumers.
 //! - [`transport`]: the seam deliveries leave through: signed requests, the `Transport`
 //!   trait, the deadline layer.
+//! - [`slots`]: per-endpoint concurrency, waited for or deferred by health.
 //! - [`sink`]: the HTTP transport (timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
 //! - [`ssrf`]: destination address policy.
@@ -40,6 +41,7 @@ pub mod retry;
 pub mod route;
 pub mod service;
 pub mod sink;
+pub mod slots;
 pub mod ssrf;
 pub mod standby;
 pub mod transitions;

@@ -2,6 +2,7 @@
 //! Every write is retried until the broker acknowledges it or the drain deadline passes; only
 //! then may the caller store the consumed offset.
 
+use herald_core::clock::SharedClock;
 use herald_core::endpoint::Endpoint;
 use herald_core::outcome::DeadReason;
 use herald_core::topics::Topics;
@@ -22,6 +23,8 @@ pub struct OutcomeWriter {
     pub topics: Topics,
     /// Cancelled when in-flight work must be abandoned (the drain deadline passed).
     pub abort: CancellationToken,
+    /// Stamps dead letters and audit records.
+    pub clock: SharedClock,
 }
 
 impl OutcomeWriter {
@@ -85,7 +88,7 @@ impl OutcomeWriter {
         let letter = v1::DeadLetter {
             task: Some(task),
             reason: reason.as_str().to_owned(),
-            dead_at_ms: herald_kafka::now_ms(),
+            dead_at_ms: self.clock.now_ms(),
             attempts_topic: self.topics.attempts(),
             undecodable: None,
         };
@@ -115,7 +118,11 @@ impl OutcomeWriter {
     /// change it records is already durable, so a failed write (logged and counted by the
     /// writer) does not undo it.
     pub async fn audit(&self, action: &str, target: &str, detail: serde_json::Value) {
-        let log = herald_kafka::audit::AuditLog::new(self.producer.clone(), &self.topics);
+        let log = herald_kafka::audit::AuditLog::new(
+            self.producer.clone(),
+            &self.topics,
+            self.clock.clone(),
+        );
         let _ = log
             .record("system:dispatcher", action, target, detail)
             .await;

@@ -1,14 +1,16 @@
 //! The dispatcher service: both consumers, the sender and a graceful drain.
 
 use crate::config::DispatcherConfig;
-use crate::deliver::{Deliverer, EndpointLimits};
+use crate::deliver::{Deliverer, Parts};
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::OutcomeWriter;
 use crate::sink::{HttpSettings, HttpTransport};
+use crate::slots::EndpointLimits;
 use crate::ssrf::Network;
 use crate::transport::{Deadline, Outbound, RequestSettings};
 use crate::{consumer, retry, standby, Error, Result};
+use herald_core::clock::SharedClock;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::lease::{Claimant, Leases};
 use herald_kafka::membership::{Assignment, Membership};
@@ -29,6 +31,8 @@ pub struct DispatcherDeps {
     pub kafka: KafkaConfig,
     pub producer: Producer,
     pub endpoints: EndpointsView,
+    /// Where "now" comes from.
+    pub clock: SharedClock,
 }
 
 /// Runs the dispatcher until `shutdown`, then drains: in-flight deliveries finish and their
@@ -71,6 +75,7 @@ pub async fn run(
         producer: deps.producer.clone(),
         topics: deps.kafka.topics(),
         abort: abort.clone(),
+        clock: deps.clock.clone(),
     };
     let tail = TaskTracker::new();
     let tail_stop = CancellationToken::new();
@@ -81,18 +86,19 @@ pub async fn run(
         &tail,
         tail_stop.clone(),
     );
-    let deliverer = Arc::new(Deliverer::new(
+    let deliverer = Arc::new(Deliverer::new(Parts {
         writer,
-        deps.endpoints.clone(),
+        endpoints: deps.endpoints.clone(),
         outbound,
         policy,
-        EndpointLimits {
+        per_endpoint: EndpointLimits {
             concurrency: config.per_endpoint_concurrency,
             permit_wait: config.attempt_timeout,
         },
-        delivered.clone(),
-        HealthBook::new(config.health_policy(), config.endpoint_metrics_limit),
-    ));
+        delivered: delivered.clone(),
+        health: HealthBook::new(config.health_policy(), config.endpoint_metrics_limit),
+        clock: deps.clock.clone(),
+    }));
     deps.endpoints
         .view()
         .wait_ready(Duration::from_secs(120))

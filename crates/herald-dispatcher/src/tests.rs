@@ -2,12 +2,14 @@
 //! librdkafka's in-process mock cluster: lookup → attempt → classify → record, and where
 //! each outcome goes. (The real-broker, real-receiver tests live in the top-level `tests/`.)
 
-use crate::deliver::{Deliverer, EndpointLimits};
+use crate::deliver::{Deliverer, Parts};
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::OutcomeWriter;
+use crate::slots::EndpointLimits;
 use crate::transport::memory::{Answer, Memory};
 use crate::transport::{Deadline, Outbound, RequestSettings};
+use herald_core::clock::{Clock, ManualClock, SharedClock};
 use herald_core::endpoint::Endpoint;
 use herald_core::health::HealthPolicy;
 use herald_core::ids::{EndpointId, EventId};
@@ -33,6 +35,8 @@ struct Fixture {
     memory: Arc<Memory>,
     endpoint: Endpoint,
     policy: RetryPolicy,
+    /// The deliverer's clock: it moves only when a test moves it.
+    clock: Arc<ManualClock>,
     shutdown: CancellationToken,
 }
 
@@ -101,29 +105,32 @@ async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
             svix_headers: false,
         },
     };
+    let (clock, hand) = SharedClock::manual(now);
     let writer = OutcomeWriter {
         producer,
         topics,
         abort: CancellationToken::new(),
+        clock: clock.clone(),
     };
-    let deliverer = Deliverer::new(
+    let deliverer = Deliverer::new(Parts {
         writer,
         endpoints,
         outbound,
-        policy.clone(),
-        EndpointLimits {
+        policy: policy.clone(),
+        per_endpoint: EndpointLimits {
             concurrency: 2,
             permit_wait: Duration::from_secs(1),
         },
-        Delivered::empty(1_000),
-        HealthBook::new(
+        delivered: Delivered::empty(1_000),
+        health: HealthBook::new(
             HealthPolicy {
                 failing_after: 3,
                 disable_after_ms: 0,
             },
             100,
         ),
-    );
+        clock,
+    });
     Fixture {
         _cluster: cluster,
         kafka,
@@ -131,6 +138,7 @@ async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
         memory,
         endpoint,
         policy,
+        clock: hand,
         shutdown,
     }
 }
@@ -196,6 +204,10 @@ async fn a_failed_attempt_is_logged_and_rescheduled_and_the_retry_delivers() {
     assert_eq!(retries.len(), 1, "one retry task in {first_tier}");
     let retry = retries[0].clone();
     assert_eq!(retry.next_attempt, 2);
+    // No jitter: due exactly one schedule step after the attempt, by the deliverer's clock.
+    let signed_at = f.clock.now_ms();
+    assert_eq!(retry.due_at_ms, signed_at + 1_000);
+    f.clock.advance(1_000);
     assert_eq!(retry.attempts.len(), 1);
     assert_eq!(retry.last_failure.as_ref().unwrap().status, 503);
 
@@ -213,7 +225,13 @@ async fn a_failed_attempt_is_logged_and_rescheduled_and_the_retry_delivers() {
     // Both attempts carried the same webhook-id (the event id) over the exact payload.
     let requests = f.memory.requests.lock().unwrap();
     assert_eq!(requests.len(), 2);
+    let stamps: Vec<i64> = requests.iter().map(|r| r.started_at_ms).collect();
+    assert_eq!(stamps, [signed_at, signed_at + 1_000]);
     for request in requests.iter() {
+        assert_eq!(
+            request.header("webhook-timestamp"),
+            Some((request.started_at_ms / 1_000).to_string().as_str())
+        );
         assert_eq!(request.header("webhook-id"), Some(event.id.as_str()));
         assert_eq!(&request.body[..], &event.payload[..]);
         assert_eq!(request.url, "http://127.0.0.1:9/hook");

@@ -54,7 +54,7 @@ impl Deliverer {
         };
         let mut endpoint = (*entry.endpoint).clone();
         let failing = health.failing_since.is_some();
-        if !endpoint.set_failing_since(health.failing_since, herald_kafka::now_ms()) {
+        if !endpoint.set_failing_since(health.failing_since, self.clock.now_ms()) {
             return Ok(()); // already recorded (by a concurrent attempt, another dispatcher, or before a restart)
         }
         self.write_health(&endpoint, entry.version + 1).await?;
@@ -110,7 +110,7 @@ impl Deliverer {
             return Ok(());
         };
         let mut endpoint = (*entry.endpoint).clone();
-        if !endpoint.disable_automatically(reason, herald_kafka::now_ms()) {
+        if !endpoint.disable_automatically(reason, self.clock.now_ms()) {
             return Ok(());
         }
         tracing::error!(endpoint_id = %endpoint.id, %reason, "Endpoint disabled.");

@@ -13,6 +13,7 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use herald_core::apikey::Scope;
+use herald_core::clock::SharedClock;
 use herald_kafka::keys::{KeysView, Principal};
 use std::marker::PhantomData;
 
@@ -59,28 +60,33 @@ impl<St, S> FromRequestParts<St> for Authorized<S>
 where
     S: RequiredScope,
     KeysView: FromRef<St>,
+    SharedClock: FromRef<St>,
     St: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let keys = KeysView::from_ref(state);
-        require(&keys, &parts.headers, S::SCOPE).map(|p| Authorized(p, PhantomData))
+        let now = SharedClock::from_ref(state).now_ms();
+        require(&keys, &parts.headers, S::SCOPE, now).map(|p| Authorized(p, PhantomData))
     }
 }
 
-/// Authenticates the caller and checks it holds `scope`.
-pub fn require(keys: &KeysView, headers: &HeaderMap, scope: Scope) -> Result<Principal, ApiError> {
+/// Authenticates the caller at `now` and checks it holds `scope`.
+pub fn require(
+    keys: &KeysView,
+    headers: &HeaderMap,
+    scope: Scope,
+    now: i64,
+) -> Result<Principal, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    let principal = keys
-        .authenticate(token, herald_kafka::now_ms())
-        .map_err(|err| {
-            metrics::counter!("herald_auth_failures_total", "reason" => err.reason()).increment(1);
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string())
-        })?;
+    let principal = keys.authenticate(token, now).map_err(|err| {
+        metrics::counter!("herald_auth_failures_total", "reason" => err.reason()).increment(1);
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string())
+    })?;
     if !principal.has(scope) {
         metrics::counter!("herald_auth_failures_total", "reason" => "scope").increment(1);
         return Err(ApiError::new(

@@ -209,7 +209,7 @@ pub async fn create(
         Some(text) => Secret::parse(text).map_err(|e| ApiError::invalid(format!("secret: {e}")))?,
         None => Secret::generate(),
     };
-    let now = herald_kafka::now_ms();
+    let now = state.clock.now_ms();
     let tenant = if principal.tenant.is_empty() {
         input.tenant
     } else {
@@ -256,7 +256,7 @@ pub async fn list(
     _: Authorized<scope::EndpointsRead>,
     State(state): State<IngestState>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = herald_kafka::now_ms();
+    let now = state.clock.now_ms();
     let data: Vec<Value> = state
         .endpoints
         .list_entries()
@@ -282,7 +282,7 @@ pub async fn get(
         Json(to_json(
             &entry.endpoint,
             entry.version,
-            herald_kafka::now_ms(),
+            state.clock.now_ms(),
         )),
     ))
 }
@@ -302,7 +302,7 @@ pub async fn update(
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
     endpoint.description = input.description.unwrap_or(endpoint.description);
-    let now = herald_kafka::now_ms();
+    let now = state.clock.now_ms();
     if let Some(enabled) = input.enabled {
         endpoint.set_enabled_by_operator(enabled, now);
     }
@@ -337,7 +337,7 @@ pub async fn rotate(
     let input: RotateIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let overlap_ms = input.overlap_seconds.unwrap_or(86_400).min(30 * 86_400) as i64 * 1_000;
     let entry = current(&state, &headers, &id)?;
-    let now = herald_kafka::now_ms();
+    let now = state.clock.now_ms();
     let mut endpoint = (*entry.endpoint).clone();
     let previous_expires_at = now + overlap_ms;
     let secret = Secret::generate();

@@ -48,11 +48,12 @@ struct BatchIn {
     events: Vec<Box<RawValue>>,
 }
 
-/// Turns a request item into the envelope to write; 4xx when invalid.
+/// Turns a request item, accepted at `now`, into the envelope to write; 4xx when invalid.
 fn envelope(
     item: EventIn,
     header_key: Option<&str>,
     principal: &Principal,
+    now: i64,
 ) -> Result<v1::EventEnvelope, ApiError> {
     herald_core::event::validate_event_type(&item.event_type)
         .map_err(|e| ApiError::invalid(format!("type: {e}")))?;
@@ -85,7 +86,6 @@ fn envelope(
             ));
         }
     }
-    let now = herald_kafka::now_ms();
     let id = match (&item.id, &idempotency_key) {
         (Some(id), _) => EventId::parse(id).map_err(|e| ApiError::invalid(format!("id: {e}")))?,
         (None, Some(key)) => EventId::from_idempotency_key(&tenant, key),
@@ -143,7 +143,8 @@ pub async fn create(
     let header_key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let envelope = envelope(item, header_key, &principal).map_err(rejected)?;
+    let envelope =
+        envelope(item, header_key, &principal, state.clock.now_ms()).map_err(rejected)?;
     let accepted = write(&state, &envelope).await.map_err(rejected)?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
@@ -173,7 +174,7 @@ pub async fn batch(
             let result = async {
                 let item: EventIn = serde_json::from_str(raw.get())
                     .map_err(|e| ApiError::invalid(format!("events[{index}]: {e}")))?;
-                let envelope = envelope(item, None, principal)?;
+                let envelope = envelope(item, None, principal, state.clock.now_ms())?;
                 write(state, &envelope).await
             }
             .await;

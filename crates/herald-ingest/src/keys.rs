@@ -70,8 +70,8 @@ pub fn mint(
     scopes: Vec<String>,
     tenant: String,
     expires_at_ms: i64,
+    now: i64,
 ) -> (v1::KeyRecord, ApiKeyToken) {
-    let now = herald_kafka::now_ms();
     let token = ApiKeyToken::generate(KeyId::generate(now));
     let record = v1::KeyRecord {
         id: token.id.to_string(),
@@ -112,10 +112,11 @@ pub async fn create(
     for scope in &input.scopes {
         Scope::parse(scope).map_err(|e| ApiError::invalid(format!("scopes: {e}")))?;
     }
-    let expires = input.expires_in_seconds.map_or(0, |s| {
-        herald_kafka::now_ms() + s.min(10 * 365 * 86_400) as i64 * 1_000
-    });
-    let (record, token) = mint(input.name, input.scopes, input.tenant, expires);
+    let now = state.clock.now_ms();
+    let expires = input
+        .expires_in_seconds
+        .map_or(0, |s| now + s.min(10 * 365 * 86_400) as i64 * 1_000);
+    let (record, token) = mint(input.name, input.scopes, input.tenant, expires, now);
     store(&state, &record).await?;
     state
         .audit(
@@ -146,7 +147,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut record = find(&state, &id)?;
-    record.revoked_at_ms = herald_kafka::now_ms();
+    record.revoked_at_ms = state.clock.now_ms();
     store(&state, &record).await?;
     state
         .audit(&principal, "key.revoked", &record.id, json!({}))
@@ -165,13 +166,14 @@ pub async fn roll(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: RollIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let mut old = find(&state, &id)?;
-    let now = herald_kafka::now_ms();
+    let now = state.clock.now_ms();
     let overlap_end = now + input.overlap_seconds.unwrap_or(3_600).min(30 * 86_400) as i64 * 1_000;
     let (record, token) = mint(
         old.name.clone(),
         old.scopes.clone(),
         old.tenant.clone(),
         old.expires_at_ms,
+        now,
     );
     store(&state, &record).await?;
     old.expires_at_ms = if old.expires_at_ms == 0 {

@@ -35,7 +35,7 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
         name: "bootstrap".into(),
         token_sha256: token.hash(),
         scopes: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
-        created_at_ms: herald_kafka::now_ms(),
+        created_at_ms: state.clock.now_ms(),
         expires_at_ms: 0,
         revoked_at_ms: 0,
         tenant: String::new(),

@@ -2,6 +2,7 @@
 
 use crate::IngestConfig;
 use axum::extract::FromRef;
+use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
 use herald_kafka::audit::AuditLog;
 use herald_kafka::endpoints::EndpointsView;
@@ -16,11 +17,19 @@ pub struct IngestState {
     pub topics: Topics,
     pub endpoints: EndpointsView,
     pub keys: KeysView,
+    /// Where "now" comes from (key expiry, secret overlaps, event and record times).
+    pub clock: SharedClock,
 }
 
 impl FromRef<IngestState> for KeysView {
     fn from_ref(state: &IngestState) -> Self {
         state.keys.clone()
+    }
+}
+
+impl FromRef<IngestState> for SharedClock {
+    fn from_ref(state: &IngestState) -> Self {
+        state.clock.clone()
     }
 }
 
@@ -34,7 +43,7 @@ impl IngestState {
         target: &str,
         detail: serde_json::Value,
     ) {
-        let log = AuditLog::new(self.producer.clone(), &self.topics);
+        let log = AuditLog::new(self.producer.clone(), &self.topics, self.clock.clone());
         let _ = log
             .record(actor.key_id.as_str(), action, target, detail)
             .await;

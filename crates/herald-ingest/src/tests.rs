@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 struct Fixture {
     state: IngestState,
+    /// The service's clock: it moves only when a test moves it.
+    clock: std::sync::Arc<herald_core::clock::ManualClock>,
     admin: String,
     reader: String,
     shutdown: CancellationToken,
@@ -63,6 +65,7 @@ fn fixture() -> Fixture {
     let (reader_record, reader) = key(&["endpoints:read"], 0, 0);
     keys.apply_local(&admin_record);
     keys.apply_local(&reader_record);
+    let (clock, hand) = herald_core::clock::SharedClock::manual(herald_kafka::now_ms());
     let mut config = IngestConfig::defaults();
     config.max_body_bytes = 2_048;
     config.max_batch = 3;
@@ -72,9 +75,11 @@ fn fixture() -> Fixture {
         topics: kafka.topics(),
         endpoints,
         keys,
+        clock,
     };
     Fixture {
         state,
+        clock: hand,
         admin,
         reader,
         shutdown,
@@ -140,6 +145,27 @@ async fn authentication_failures_are_401_with_json() {
             "{why}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_key_expires_by_the_service_clock_to_the_millisecond() {
+    let f = fixture();
+    let expires_at = f.state.clock.now_ms() + 60_000;
+    let (record, token) = key(&["endpoints:read"], expires_at, 0);
+    f.state.keys.apply_local(&record);
+    f.clock.set(expires_at - 1);
+    let (status, _) = call(&f, "GET", "/v1/endpoints", Some(&token), None, "").await;
+    assert_eq!(status, StatusCode::OK, "valid until its last millisecond");
+    f.clock.set(expires_at);
+    let (status, body) = call(&f, "GET", "/v1/endpoints", Some(&token), None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! carries on.
 
 use crate::{Producer, Result};
+use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
 use herald_proto::{v1, Message};
 
@@ -17,14 +18,16 @@ use herald_proto::{v1, Message};
 pub struct AuditLog {
     producer: Producer,
     topic: String,
+    clock: SharedClock,
 }
 
 impl AuditLog {
-    /// A writer to `topics.audit()` through `producer`.
-    pub fn new(producer: Producer, topics: &Topics) -> Self {
+    /// A writer to `topics.audit()` through `producer`, stamping records by `clock`.
+    pub fn new(producer: Producer, topics: &Topics, clock: SharedClock) -> Self {
         Self {
             producer,
             topic: topics.audit(),
+            clock,
         }
     }
 
@@ -40,7 +43,7 @@ impl AuditLog {
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
-            at_ms: crate::now_ms(),
+            at_ms: self.clock.now_ms(),
             detail_json: detail.to_string(),
         };
         let sent = self

@@ -44,10 +44,9 @@ pub use config::KafkaConfig;
 pub use error::{Error, Result};
 pub use producer::Producer;
 
-/// Milliseconds since the Unix epoch, from the system clock.
+/// Milliseconds since the Unix epoch, from the system clock: for time that must agree with
+/// the broker and other processes. Services read the time they decide by through their
+/// injected [`herald_core::clock::SharedClock`].
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    herald_core::clock::Clock::now_ms(&herald_core::clock::SystemClock)
 }

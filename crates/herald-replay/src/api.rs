@@ -17,6 +17,7 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use herald_core::clock::SharedClock;
 use herald_http::{body, scope, ApiError, Authorized};
 use herald_kafka::keys::KeysView;
 use serde::Deserialize;
@@ -35,6 +36,12 @@ pub struct ReplayState {
 impl FromRef<ReplayState> for KeysView {
     fn from_ref(state: &ReplayState) -> Self {
         state.keys.clone()
+    }
+}
+
+impl FromRef<ReplayState> for SharedClock {
+    fn from_ref(state: &ReplayState) -> Self {
+        state.replays.clock().clone()
     }
 }
 
@@ -170,7 +177,7 @@ async fn dead_letters(
         since: query.since,
         until: query.until,
     }
-    .filter(herald_kafka::now_ms())
+    .filter(state.replays.clock().now_ms())
     .map_err(api_error)?;
     let status = Status::parse(query.status.as_deref().unwrap_or("pending")).map_err(api_error)?;
     let runs = state.replays.runs().await.map_err(api_error)?;

@@ -11,6 +11,7 @@ use crate::state::RunsView;
 use crate::store::Store;
 use crate::{Error, Result};
 use futures::FutureExt as _;
+use herald_core::clock::SharedClock;
 use herald_core::ids::ReplayId;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
@@ -76,11 +77,13 @@ impl Replayer {
         endpoints: EndpointsView,
         runs: RunsView,
         tier: Duration,
+        clock: SharedClock,
     ) -> Self {
         let store = Store {
             producer,
             topics: kafka.topics(),
             runs,
+            clock,
         };
         Self {
             kafka,
@@ -198,7 +201,7 @@ impl Replayer {
             ranges: ranges.clone(),
         };
         let mut scanner = Scanner::open(&self.kafka, &source_topic, &ranges)?;
-        let now = herald_kafka::now_ms();
+        let now = self.store.clock.now_ms();
         let max = spec.max_count.unwrap_or(u64::MAX);
         while let Some(record) = scanner.next().await? {
             plan.scanned += 1;
@@ -244,7 +247,7 @@ impl Replayer {
         actor: &str,
         id: Option<ReplayId>,
     ) -> Result<v1::ReplayProgress> {
-        let now = herald_kafka::now_ms();
+        let now = self.store.clock.now_ms();
         let id = id.unwrap_or_else(|| ReplayId::generate(now)).to_string();
         if self.store.runs.get(&id).is_some() {
             return Err(Error::Invalid(format!("replay id {id} is already taken")));
@@ -409,7 +412,7 @@ impl Replayer {
         match &result {
             Ok(()) => {
                 run.state = "finished".into();
-                run.finished_at_ms = herald_kafka::now_ms();
+                run.finished_at_ms = self.store.clock.now_ms();
                 self.checkpoint(&mut run).await?;
                 metrics::gauge!("herald_replay_progress_ratio", "replay_id" => run.id.clone())
                     .set(1.0);
@@ -441,7 +444,7 @@ impl Replayer {
     }
 
     async fn checkpoint(&self, run: &mut v1::ReplayProgress) -> Result<()> {
-        run.updated_at_ms = herald_kafka::now_ms().max(run.updated_at_ms + 1);
+        run.updated_at_ms = self.store.clock.now_ms().max(run.updated_at_ms + 1);
         self.store.put_run(run).await
     }
 
@@ -479,7 +482,7 @@ impl Replayer {
             let Some(record) = record else {
                 return Ok(());
             };
-            for decision in selector.decide(&record, herald_kafka::now_ms()) {
+            for decision in selector.decide(&record, self.store.clock.now_ms()) {
                 match decision {
                     Decision::Redrive { .. } if run.redriven >= max => return Ok(()),
                     Decision::Redrive { task, marker, .. } => {
@@ -555,7 +558,7 @@ impl Replayer {
         let marker = v1::RedriveMarker {
             replay_id: run.id.clone(),
             delivery_id: delivery_id.to_owned(),
-            at_ms: herald_kafka::now_ms(),
+            at_ms: self.store.clock.now_ms(),
         };
         self.store.put_marker(partition, offset, &marker).await
     }

@@ -3,6 +3,7 @@
 
 use crate::request::ReplayRequest;
 use crate::{Plan, Replayer, Result, RunsView};
+use herald_core::clock::SharedClock;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
 use herald_proto::v1;
@@ -28,6 +29,7 @@ pub struct Replays {
     producer: Producer,
     endpoints: EndpointsView,
     tier: Duration,
+    clock: SharedClock,
     runs: tokio::sync::OnceCell<RunsView>,
     /// One run at a time in this process: overlapping runs would race on the same markers.
     running: Arc<tokio::sync::Mutex<()>>,
@@ -43,6 +45,7 @@ impl Replays {
         producer: Producer,
         endpoints: EndpointsView,
         shortest_tier: Duration,
+        clock: SharedClock,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -50,11 +53,17 @@ impl Replays {
             producer,
             endpoints,
             tier: shortest_tier,
+            clock,
             runs: tokio::sync::OnceCell::new(),
             running: Arc::default(),
             views: TaskTracker::new(),
             shutdown,
         })
+    }
+
+    /// Where "now" comes from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The Kafka settings (for dead-letter browsing).
@@ -81,13 +90,14 @@ impl Replays {
             self.endpoints.clone(),
             self.runs().await?,
             self.tier,
+            self.clock.clone(),
         ))
     }
 
     /// Plans `request` and, unless it is a dry run, starts it for `actor` in the background.
     /// A repeated client-chosen id returns the run it made.
     pub async fn start(&self, request: &ReplayRequest, actor: &str) -> Result<Started> {
-        let spec = request.spec(herald_kafka::now_ms())?;
+        let spec = request.spec(self.clock.now_ms())?;
         let id = request.run_id()?;
         let replayer = self.replayer().await?;
         if let Some(id) = &id {

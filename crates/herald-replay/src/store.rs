@@ -4,6 +4,7 @@
 use crate::lock;
 use crate::state::{marker_key, run_key, RunsView};
 use crate::{Error, Result};
+use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
 use herald_kafka::Producer;
 use herald_proto::{v1, Message};
@@ -16,6 +17,9 @@ pub struct Store {
     pub producer: Producer,
     pub topics: Topics,
     pub runs: RunsView,
+    /// Run and marker times. The lock's times are the system clock's: they must agree
+    /// across processes.
+    pub clock: SharedClock,
 }
 
 impl Store {
@@ -55,7 +59,7 @@ impl Store {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        herald_kafka::audit::AuditLog::new(self.producer.clone(), &self.topics)
+        herald_kafka::audit::AuditLog::new(self.producer.clone(), &self.topics, self.clock.clone())
             .record(actor, action, target, detail)
             .await?;
         Ok(())

@@ -250,6 +250,7 @@ async fn open(
         shared.endpoints.clone(),
         runs,
         tier,
+        herald_core::clock::SharedClock::system(),
     );
     Ok((replayer, shared))
 }

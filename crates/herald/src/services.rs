@@ -3,6 +3,7 @@
 use crate::config::HeraldConfig;
 use crate::observability::DispatcherProbe;
 use anyhow::{anyhow, Context, Result};
+use herald_core::clock::SharedClock;
 use herald_core::sealing::MasterKey;
 use herald_ingest::IngestState;
 use herald_kafka::endpoints::EndpointsView;
@@ -82,6 +83,7 @@ pub async fn start_ingest(
         topics: config.kafka.topics(),
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
+        clock: SharedClock::system(),
     };
     let replays = ReplayState {
         replays: Replays::new(
@@ -89,6 +91,7 @@ pub async fn start_ingest(
             shared.producer.clone(),
             shared.endpoints.clone(),
             shortest,
+            SharedClock::system(),
             shutdown.clone(),
         ),
         keys: shared.keys.clone(),
@@ -140,6 +143,7 @@ pub async fn run_dispatcher(
         kafka: config.kafka.clone(),
         producer: shared.producer.clone(),
         endpoints: shared.endpoints.clone(),
+        clock: SharedClock::system(),
     };
     herald_dispatcher::run(
         config.dispatcher.clone(),
