@@ -18,6 +18,7 @@
 //! - [`apikey`]: API key format (`hk_<id>_<secret>`), hashing and scopes.
 //! - [`retry`]: the retry schedule with jitter, throttling floors and `Retry-After`.
 //! - [`outcome`]: classification of one HTTP attempt into `Delivered | Retry | Dead`.
+//! - [`run`]: the states of a replay run.
 //! - [`sealing`]: AEAD sealing of endpoint secrets at rest under a master key.
 //! - [`topics`]: Kafka topic names under a configurable prefix.
 //! - [`clock`]: time as a dependency (system or manual).
@@ -33,6 +34,7 @@ pub mod health;
 pub mod ids;
 pub mod outcome;
 pub mod retry;
+pub mod run;
 pub mod sealing;
 pub mod signing;
 pub mod topics;

@@ -93,6 +93,44 @@ pub enum Outcome {
     },
 }
 
+/// What an attempt led to, as the attempts log records it (`delivered`, `retry`, `dead`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry,
+    Dead,
+}
+
+impl AttemptOutcome {
+    /// Every outcome, in a stable order.
+    pub const ALL: [AttemptOutcome; 3] = [Self::Delivered, Self::Retry, Self::Dead];
+
+    /// The wire and label form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry => "retry",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// The outcome a wire string names, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+impl Outcome {
+    /// What this decision is recorded as.
+    pub fn kind(&self) -> AttemptOutcome {
+        match self {
+            Self::Delivered => AttemptOutcome::Delivered,
+            Self::Retry { .. } => AttemptOutcome::Retry,
+            Self::Dead { .. } => AttemptOutcome::Dead,
+        }
+    }
+}
+
 impl AttemptResult {
     /// Whether the endpoint accepted the delivery.
     pub fn is_success(&self) -> bool {
@@ -159,6 +197,19 @@ pub fn parse_retry_after_seconds(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_outcomes_round_trip_and_follow_the_decision() {
+        for outcome in AttemptOutcome::ALL {
+            assert_eq!(AttemptOutcome::parse(outcome.as_str()), Some(outcome));
+        }
+        assert_eq!(AttemptOutcome::parse("maybe"), None);
+        assert_eq!(Outcome::Delivered.kind(), AttemptOutcome::Delivered);
+        let retry = Outcome::Retry {
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(retry.kind(), AttemptOutcome::Retry);
+    }
 
     fn response(status: u16) -> AttemptResult {
         AttemptResult::Response {

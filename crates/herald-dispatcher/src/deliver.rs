@@ -294,12 +294,7 @@ fn attempt_record(
         event_type: event.event_type.clone(),
         tenant: event.tenant.clone(),
         summary: Some(summary.clone()),
-        outcome: match outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry { .. } => "retry",
-            Outcome::Dead { .. } => "dead",
-        }
-        .to_owned(),
+        outcome: outcome.kind().as_str().to_owned(),
         response_excerpt: excerpt,
         event_accepted_at_ms: event.accepted_at_ms,
         replay_id: task.replay_id.clone(),

@@ -8,6 +8,7 @@
 //! is written, so skipping on it could lose the delivery.
 
 use crate::dedupe::Claims;
+use herald_core::outcome::AttemptOutcome;
 use herald_kafka::consumer::{reader, Closing};
 use herald_kafka::view::{high_watermarks, CatchUp};
 use herald_kafka::{Error, KafkaConfig, Result};
@@ -128,7 +129,7 @@ impl Delivered {
                 "attempt record",
                 message.payload().unwrap_or_default(),
             ) {
-                if record.outcome == "delivered" {
+                if record.attempt_outcome() == Some(AttemptOutcome::Delivered) {
                     self.insert(&record.delivery_id);
                 }
             }

@@ -5,12 +5,33 @@ use crate::{Error, Result};
 use herald_core::endpoint::{Endpoint, SigningKey};
 use herald_core::event::Event;
 use herald_core::ids::{EndpointId, EventId};
+use herald_core::outcome::AttemptOutcome;
+use herald_core::run::RunState;
 use herald_core::sealing::MasterKey;
 
 fn invalid(kind: &'static str, reason: impl ToString) -> Error {
     Error::Invalid {
         kind,
         reason: reason.to_string(),
+    }
+}
+
+impl v1::ReplayProgress {
+    /// The run's state; `None` for a state this version does not know.
+    pub fn run_state(&self) -> Option<RunState> {
+        RunState::parse(&self.state)
+    }
+
+    /// Sets the run's state.
+    pub fn set_run_state(&mut self, state: RunState) {
+        self.state = state.as_str().to_owned();
+    }
+}
+
+impl v1::AttemptRecord {
+    /// What the attempt led to; `None` for an outcome this version does not know.
+    pub fn attempt_outcome(&self) -> Option<AttemptOutcome> {
+        AttemptOutcome::parse(&self.outcome)
     }
 }
 

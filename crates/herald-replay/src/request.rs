@@ -6,6 +6,7 @@ use crate::filter::{format_instant, parse_endpoint, parse_replay_id};
 use crate::rate::parse_rate;
 use crate::{run, DlqFilter, Error, EventsFilter, ReplaySpec, Result, Selection, TimeRange};
 use herald_core::ids::ReplayId;
+use herald_core::run::RunState;
 use herald_proto::v1;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -133,7 +134,7 @@ pub fn run_json(run: &v1::ReplayProgress) -> Value {
         "redriven": run.redriven,
         "skipped": run.skipped,
         "scanned": run.scanned,
-        "progress": if run.state == "finished" { 1.0 } else { (run.redriven as f64 / total).min(1.0) },
+        "progress": if run.run_state() == Some(RunState::Finished) { 1.0 } else { (run.redriven as f64 / total).min(1.0) },
         "scan_progress": run::scan_ratio(run),
         "created_at": format_instant(run.created_at_ms),
         "updated_at": format_instant(run.updated_at_ms),

@@ -13,6 +13,8 @@ use crate::{Error, Result};
 use futures::FutureExt as _;
 use herald_core::clock::SharedClock;
 use herald_core::ids::ReplayId;
+use herald_core::outcome::AttemptOutcome;
+use herald_core::run::RunState;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
 use herald_proto::{v1, Message};
@@ -167,7 +169,7 @@ impl Replayer {
             if let Ok(attempt) =
                 herald_proto::decode::<v1::AttemptRecord>("attempt", &record.payload)
             {
-                if attempt.outcome == "delivered"
+                if attempt.attempt_outcome() == Some(AttemptOutcome::Delivered)
                     && filter.range.contains(attempt.event_accepted_at_ms)
                 {
                     delivered.insert(attempt.delivery_id);
@@ -267,7 +269,7 @@ impl Replayer {
             kind: spec.kind().to_owned(),
             actor: actor.to_owned(),
             spec_json: serde_json::to_string(spec).expect("spec serializes"),
-            state: "running".into(),
+            state: RunState::Running.as_str().into(),
             created_at_ms: now,
             updated_at_ms: now,
             source_topic: plan.source_topic.clone(),
@@ -308,7 +310,7 @@ impl Replayer {
             .runs
             .get(id)
             .ok_or_else(|| Error::UnknownRun(id.to_owned()))?;
-        if run.state != "running" {
+        if !run.run_state().is_some_and(RunState::is_resumable) {
             return Err(Error::NotResumable {
                 id: id.to_owned(),
                 state: run.state,
@@ -411,7 +413,7 @@ impl Replayer {
         }
         match &result {
             Ok(()) => {
-                run.state = "finished".into();
+                run.set_run_state(RunState::Finished);
                 run.finished_at_ms = self.store.clock.now_ms();
                 self.checkpoint(&mut run).await?;
                 metrics::gauge!("herald_replay_progress_ratio", "replay_id" => run.id.clone())
@@ -429,7 +431,7 @@ impl Replayer {
                 Ok(run)
             }
             Err(err) if err.is_bad_input() => {
-                run.state = "failed".into();
+                run.set_run_state(RunState::Failed);
                 run.error = err.to_string();
                 let _ = self.checkpoint(&mut run).await;
                 Err(result.unwrap_err())

@@ -8,6 +8,7 @@
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use herald_core::outcome::AttemptOutcome;
 use herald_core::outcome::DeadReason;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::health::{broker_check, groups_check, Check, Report};
@@ -230,7 +231,7 @@ pub fn zero_ingest() {
 
 /// Starts the dispatcher counters at 0.
 pub fn zero_dispatcher() {
-    for outcome in ["delivered", "retry", "dead"] {
+    for outcome in AttemptOutcome::ALL.map(AttemptOutcome::as_str) {
         metrics::counter!("herald_deliveries_total", "outcome" => outcome).absolute(0);
     }
     for reason in DeadReason::ALL {

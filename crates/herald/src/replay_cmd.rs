@@ -6,6 +6,7 @@ use crate::config::HeraldConfig;
 use crate::services;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use herald_core::run::RunState;
 use herald_proto::v1;
 use herald_replay::filter::parse_replay_id;
 use herald_replay::rate::parse_rate;
@@ -332,7 +333,7 @@ async fn start(
         .runs()
         .list()
         .into_iter()
-        .filter(|r| r.state == "running" && r.kind == spec.kind())
+        .filter(|r| r.run_state() == Some(RunState::Running) && r.kind == spec.kind())
         .map(|r| r.id)
         .collect();
     if !unfinished.is_empty() {
@@ -469,7 +470,9 @@ impl Progress {
                 started,
                 base,
             } => {
-                if last.elapsed() < Duration::from_secs(1) && run.state == "running" {
+                if last.elapsed() < Duration::from_secs(1)
+                    && run.run_state() == Some(RunState::Running)
+                {
                     return;
                 }
                 *last = Instant::now();
