@@ -27,6 +27,7 @@
 //! - [`ssrf`]: destination address policy.
 //! - [`standby`]: one active dispatcher per group under `assignment = "all"` (a lease).
 //! - [`service`]: `run(config, deps, shutdown, drain_deadline)`.
+//! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod config;
 pub mod consumer;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod health;
 pub mod hold;
 pub mod inbound;
+pub mod metrics;
 pub mod retry;
 pub mod route;
 pub mod service;

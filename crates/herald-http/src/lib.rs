@@ -13,11 +13,13 @@
 //! - [`auth`]: bearer API keys as an extractor naming its scope.
 //! - [`body`]: content-type, size and JSON checks shared by every write route.
 //! - [`app`]: merged routes finished with fallbacks and request metrics; serving.
+//! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod app;
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod metrics;
 
 pub use app::{app, serve};
 pub use auth::{scope, Authorized};

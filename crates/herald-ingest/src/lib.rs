@@ -20,6 +20,7 @@
 //!   `routes()`.
 //! - [`service`]: the merged router and the bootstrap key.
 //! - [`error`]: errors of start-up.
+//! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod config;
 pub mod endpoints;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod service;
 pub mod state;
 

@@ -22,6 +22,7 @@
 //! - [`audit`]: the one audit trail writer.
 //! - [`stats`], [`health`]: client metrics (lag, queue depth, errors), group memberships and
 //!   the broker reachability check behind `/readyz`.
+//! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod assign;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod health;
 pub mod keys;
 pub mod lease;
 pub mod membership;
+pub mod metrics;
 pub mod producer;
 pub mod provision;
 pub mod stats;

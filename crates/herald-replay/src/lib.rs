@@ -28,12 +28,14 @@
 //! - [`request`]: a request as the CLI and the API spell it, parsed; a run as JSON.
 //! - [`service`]: replay runs inside an API process (background runs, one at a time).
 //! - [`api`]: the replay and dead-letter routes over [`service`].
+//! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod api;
 pub mod browse;
 pub mod error;
 pub mod filter;
 pub mod lock;
+pub mod metrics;
 pub mod rate;
 pub mod request;
 pub mod run;

@@ -1,15 +1,12 @@
 //! Logs and metrics set-up shared by every command; `/metrics`, `/healthz`, `/readyz` for the
 //! dispatcher's `metrics_listen`; gauges refreshed in the background (readiness, keys expiring).
 //!
-//! Every metric of the contract in `deploy/README.md` is described here (Prometheus `HELP`),
-//! and counters whose labels take a fixed set of values start at 0 for every value, so that
-//! `increase()` sees the first event after a restart.
+//! Every crate describes its own metrics (the contract is in `deploy/README.md`) and starts
+//! its fixed-label counters at 0; this module installs the recorder and calls them.
 
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use herald_core::outcome::AttemptOutcome;
-use herald_core::outcome::DeadReason;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::health::{broker_check, groups_check, Check, Report};
 use herald_kafka::keys::KeysView;
@@ -64,186 +61,27 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()?;
     describe();
-    zero_kafka();
+    herald_kafka::metrics::zero();
     Ok(handle)
 }
 
 fn describe() {
-    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
-    c!(
-        "herald_events_accepted_total",
-        "Events acknowledged by the broker and answered 2xx."
-    );
-    c!(
-        "herald_events_rejected_total",
-        "Events refused with a 4xx/5xx, by error code."
-    );
-    c!(
-        "herald_events_undecodable_total",
-        "Records of the events topic that could not be decoded (skipped)."
-    );
-    c!(
-        "herald_ingest_requests_total",
-        "HTTP requests to ingest and the admin API, by route template and status class."
-    );
-    h!(
-        "herald_ingest_request_duration_seconds",
-        "HTTP request duration by route template."
-    );
-    c!(
-        "herald_deliveries_total",
-        "Delivery attempts by outcome (delivered, retry, dead)."
-    );
-    c!("herald_deliveries_deferred_total", "Deliveries moved to the first retry tier because their endpoint was at its concurrency limit (no attempt spent).");
-    c!(
-        "herald_deliveries_deduplicated_total",
-        "Deliveries skipped because they were already started or delivered, by source."
-    );
-    c!(
-        "herald_fanout_deliveries_total",
-        "Deliveries created by fan-out of events to subscribed endpoints."
-    );
-    g!(
-        "herald_deliveries_in_flight",
-        "HTTP delivery attempts running now."
-    );
-    h!(
-        "herald_delivery_attempt_seconds",
-        "Duration of one HTTP delivery attempt."
-    );
-    h!(
-        "herald_delivery_e2e_seconds",
-        "Time from event accepted to delivered (2xx), across retries."
-    );
-    c!(
-        "herald_dlq_writes_total",
-        "Deliveries parked in the dead-letter topic, by reason."
-    );
-    g!(
-        "herald_dispatcher_active",
-        "1 when this dispatcher consumes; 0 while it stands by for the group's lease (assignment = all)."
-    );
-    c!(
-        "herald_view_syncs_total",
-        "Checks that a view holds everything its topic acknowledged up to a moment, by topic."
-    );
-    c!(
-        "herald_endpoints_view_stale_total",
-        "Fan-outs that went ahead after 30 s without confirming the endpoints view was current."
-    );
-    g!(
-        "herald_retry_held_tasks",
-        "Retry tasks held in memory until due (paused retry tier partitions)."
-    );
-    g!(
-        "herald_kafka_consumer_lag",
-        "Records between the committed offset and the high watermark, per owned partition."
-    );
-    g!(
-        "herald_kafka_producer_queue_depth",
-        "Records in the producer's queues, waiting or in flight to the broker."
-    );
-    h!(
-        "herald_kafka_produce_seconds",
-        "Time from produce to broker acknowledgement (or failure)."
-    );
-    c!(
-        "herald_kafka_produce_errors_total",
-        "Produce requests that failed, by kind (unavailable, rejected)."
-    );
-    c!(
-        "herald_kafka_broker_errors_total",
-        "Kafka client-level errors (broker down, transport, auth…), by kind."
-    );
-    g!(
-        "herald_endpoint_consecutive_failures",
-        "Failed attempts in a row per endpoint."
-    );
-    g!(
-        "herald_endpoint_healthy",
-        "1 when the endpoint's last attempt succeeded (or none failed), else 0."
-    );
-    c!(
-        "herald_endpoint_failed_attempts_total",
-        "Failed attempts per endpoint and result class."
-    );
-    g!("herald_endpoints", "Endpoints by state.");
-    c!(
-        "herald_endpoint_transitions_total",
-        "Endpoint health transitions (failing, recovered, disabled), by kind."
-    );
-    c!(
-        "herald_kafka_group_rejoins_total",
-        "Times a consumer left without partitions for too long rejoined its group, by group."
-    );
-    c!(
-        "herald_endpoint_disabled_total",
-        "Endpoints disabled by Herald, by reason."
-    );
-    c!(
-        "herald_auth_failures_total",
-        "Rejected API keys, by reason."
-    );
-    g!(
-        "herald_api_keys_expiring",
-        "API keys (not revoked, not expired) expiring within the window."
-    );
-    g!("herald_ready", "1 when the service is ready (broker reachable, views caught up, consumers joined), else 0.");
-    c!(
-        "herald_replay_redriven_total",
-        "Records re-driven by replays."
-    );
-    g!(
-        "herald_replay_progress_ratio",
-        "Progress of a replay run, 0 to 1."
-    );
-}
-
-fn zero_kafka() {
-    for kind in herald_kafka::stats::ERROR_KINDS {
-        metrics::counter!("herald_kafka_broker_errors_total", "kind" => kind).absolute(0);
-    }
-    for kind in ["unavailable", "rejected"] {
-        metrics::counter!("herald_kafka_produce_errors_total", "kind" => kind).absolute(0);
-    }
+    herald_kafka::metrics::describe();
+    herald_http::metrics::describe();
+    herald_ingest::metrics::describe();
+    herald_dispatcher::metrics::describe();
+    herald_replay::metrics::describe();
 }
 
 /// Starts the ingest counters at 0.
 pub fn zero_ingest() {
-    metrics::counter!("herald_events_accepted_total").absolute(0);
-    for route in ["/v1/events", "/v1/events/batch"] {
-        for class in ["2xx", "3xx", "4xx", "5xx"] {
-            metrics::counter!("herald_ingest_requests_total", "route" => route, "status_class" => class)
-                .absolute(0);
-        }
-    }
-    for reason in [
-        "missing",
-        "malformed",
-        "unknown",
-        "revoked",
-        "expired",
-        "scope",
-    ] {
-        metrics::counter!("herald_auth_failures_total", "reason" => reason).absolute(0);
-    }
+    herald_http::metrics::zero();
+    herald_ingest::metrics::zero();
 }
 
 /// Starts the dispatcher counters at 0.
 pub fn zero_dispatcher() {
-    for outcome in AttemptOutcome::ALL.map(AttemptOutcome::as_str) {
-        metrics::counter!("herald_deliveries_total", "outcome" => outcome).absolute(0);
-    }
-    for reason in DeadReason::ALL {
-        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).absolute(0);
-    }
-    metrics::counter!("herald_endpoint_disabled_total", "reason" => "gone").absolute(0);
-    metrics::counter!("herald_fanout_deliveries_total").absolute(0);
-    metrics::counter!("herald_deliveries_deferred_total").absolute(0);
-    metrics::counter!("herald_events_undecodable_total").absolute(0);
-    // From 0, so that the first stale fan-out shows in increase() (HeraldEndpointsViewStale).
-    metrics::counter!("herald_endpoints_view_stale_total").absolute(0);
-    metrics::gauge!("herald_deliveries_in_flight").increment(0.0);
+    herald_dispatcher::metrics::zero();
 }
 
 /// `GET /metrics` in the Prometheus text format.

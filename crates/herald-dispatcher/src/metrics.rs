@@ -1,0 +1,89 @@
+//! The metrics this crate emits: descriptions (Prometheus `HELP`) and counters started at 0
+//! for every value of a fixed label set, so that `increase()` sees the first event after a
+//! restart. The binary installs the recorder and calls these at start.
+
+use herald_core::outcome::{AttemptOutcome, DeadReason};
+
+/// Describes every metric of this crate.
+pub fn describe() {
+    metrics::describe_counter!(
+        "herald_events_undecodable_total",
+        "Records of the events topic that could not be decoded (skipped)."
+    );
+    metrics::describe_counter!(
+        "herald_deliveries_total",
+        "Delivery attempts by outcome (delivered, retry, dead)."
+    );
+    metrics::describe_counter!("herald_deliveries_deferred_total", "Deliveries moved to the first retry tier because their endpoint was at its concurrency limit (no attempt spent).");
+    metrics::describe_counter!(
+        "herald_deliveries_deduplicated_total",
+        "Deliveries skipped because they were already started or delivered, by source."
+    );
+    metrics::describe_counter!(
+        "herald_fanout_deliveries_total",
+        "Deliveries created by fan-out of events to subscribed endpoints."
+    );
+    metrics::describe_gauge!(
+        "herald_deliveries_in_flight",
+        "HTTP delivery attempts running now."
+    );
+    metrics::describe_histogram!(
+        "herald_delivery_attempt_seconds",
+        "Duration of one HTTP delivery attempt."
+    );
+    metrics::describe_histogram!(
+        "herald_delivery_e2e_seconds",
+        "Time from event accepted to delivered (2xx), across retries."
+    );
+    metrics::describe_counter!(
+        "herald_dlq_writes_total",
+        "Deliveries parked in the dead-letter topic, by reason."
+    );
+    metrics::describe_gauge!("herald_dispatcher_active", "1 when this dispatcher consumes; 0 while it stands by for the group's lease (assignment = all).");
+    metrics::describe_counter!(
+        "herald_endpoints_view_stale_total",
+        "Fan-outs that went ahead after 30 s without confirming the endpoints view was current."
+    );
+    metrics::describe_gauge!(
+        "herald_retry_held_tasks",
+        "Retry tasks held in memory until due (paused retry tier partitions)."
+    );
+    metrics::describe_gauge!(
+        "herald_endpoint_consecutive_failures",
+        "Failed attempts in a row per endpoint."
+    );
+    metrics::describe_gauge!(
+        "herald_endpoint_healthy",
+        "1 when the endpoint's last attempt succeeded (or none failed), else 0."
+    );
+    metrics::describe_counter!(
+        "herald_endpoint_failed_attempts_total",
+        "Failed attempts per endpoint and result class."
+    );
+    metrics::describe_gauge!("herald_endpoints", "Endpoints by state.");
+    metrics::describe_counter!(
+        "herald_endpoint_transitions_total",
+        "Endpoint health transitions (failing, recovered, disabled), by kind."
+    );
+    metrics::describe_counter!(
+        "herald_endpoint_disabled_total",
+        "Endpoints disabled by Herald, by reason."
+    );
+}
+
+/// Starts the counters with fixed label sets at 0.
+pub fn zero() {
+    for outcome in AttemptOutcome::ALL.map(AttemptOutcome::as_str) {
+        metrics::counter!("herald_deliveries_total", "outcome" => outcome).absolute(0);
+    }
+    for reason in DeadReason::ALL {
+        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).absolute(0);
+    }
+    metrics::counter!("herald_endpoint_disabled_total", "reason" => "gone").absolute(0);
+    metrics::counter!("herald_fanout_deliveries_total").absolute(0);
+    metrics::counter!("herald_deliveries_deferred_total").absolute(0);
+    metrics::counter!("herald_events_undecodable_total").absolute(0);
+    // From 0, so that the first stale fan-out shows in increase() (HeraldEndpointsViewStale).
+    metrics::counter!("herald_endpoints_view_stale_total").absolute(0);
+    metrics::gauge!("herald_deliveries_in_flight").increment(0.0);
+}
