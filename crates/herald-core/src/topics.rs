@@ -75,6 +75,47 @@ impl Topics {
     }
 }
 
+/// The topics of a deployment with its retry tiers: the tiers decide the names of the retry
+/// topics, so they are known in one place, from the retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLayout {
+    topics: Topics,
+    tiers: Vec<Duration>,
+}
+
+impl TopicLayout {
+    /// `topics` with one retry topic per tier (sorted, distinct, at least one).
+    pub fn new(topics: Topics, tiers: &[Duration]) -> crate::Result<Self> {
+        let mut tiers = tiers.to_vec();
+        tiers.sort();
+        tiers.dedup();
+        if tiers.is_empty() {
+            return Err(crate::Error::InvalidSchedule("no retry tier"));
+        }
+        Ok(Self { topics, tiers })
+    }
+
+    /// The topic names.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The retry tiers, shortest first.
+    pub fn tiers(&self) -> &[Duration] {
+        &self.tiers
+    }
+
+    /// The shortest tier: where replays re-drive and busy endpoints defer.
+    pub fn shortest_tier(&self) -> Duration {
+        self.tiers[0]
+    }
+
+    /// The retry topics, shortest tier first.
+    pub fn retry_topics(&self) -> Vec<String> {
+        self.tiers.iter().map(|t| self.topics.retry(*t)).collect()
+    }
+}
+
 impl Default for Topics {
     fn default() -> Self {
         Self::new(DEFAULT_PREFIX)
@@ -84,6 +125,25 @@ impl Default for Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layout_names_one_retry_topic_per_distinct_tier() {
+        let layout = TopicLayout::new(
+            Topics::default(),
+            &[
+                Duration::from_secs(300),
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+            ],
+        )
+        .unwrap();
+        assert_eq!(layout.shortest_tier(), Duration::from_secs(5));
+        assert_eq!(
+            layout.retry_topics(),
+            ["herald.deliveries.retry.5s", "herald.deliveries.retry.5m"]
+        );
+        assert!(TopicLayout::new(Topics::default(), &[]).is_err());
+    }
 
     #[test]
     fn names_follow_the_design() {

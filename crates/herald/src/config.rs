@@ -10,6 +10,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use herald_core::duration::serde_human;
+use herald_core::topics::TopicLayout;
 use herald_dispatcher::DispatcherConfig;
 use herald_ingest::IngestConfig;
 use herald_kafka::KafkaConfig;
@@ -112,6 +113,13 @@ impl HeraldConfig {
             .map_err(|e: toml::de::Error| anyhow!("invalid configuration: {}", e.message()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The topics with the retry tiers the schedule makes (the one place they are derived).
+    pub fn layout(&self) -> Result<TopicLayout> {
+        let policy = self.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
+        TopicLayout::new(self.kafka.topics(), policy.tiers())
+            .map_err(|e| anyhow!("dispatcher.retry_schedule: {e}"))
     }
 
     /// Checks every section; the message names the bad key.

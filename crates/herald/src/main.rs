@@ -131,11 +131,7 @@ async fn run_dispatch(config: HeraldConfig) -> Result<()> {
 }
 
 async fn topics(config: HeraldConfig, action: TopicsAction) -> Result<()> {
-    let policy = config
-        .dispatcher
-        .retry_policy()
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let specs = herald_kafka::provision::topic_specs(&config.kafka, policy.tiers());
+    let specs = herald_kafka::provision::topic_specs(&config.kafka, config.layout()?.tiers());
     match action {
         TopicsAction::Plan => {
             for spec in specs {

@@ -235,11 +235,7 @@ async fn open(
     config: &HeraldConfig,
     shutdown: &CancellationToken,
 ) -> Result<(Replayer, services::Shared)> {
-    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
-    let tier = *policy
-        .tiers()
-        .first()
-        .context("dispatcher.retry_schedule: has no tier")?;
+    let tier = config.layout()?.shortest_tier();
     let shared = services::shared(config, services::master_key(config)?, shutdown).await?;
     let runs = RunsView::spawn(&config.kafka, &shared.views, shutdown.clone());
     runs.wait_ready(Duration::from_secs(60))

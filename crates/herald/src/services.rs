@@ -27,8 +27,7 @@ pub struct Shared {
 
 /// Creates the topics this config needs (idempotent), waiting up to a minute for the broker.
 pub async fn provision(config: &HeraldConfig, shutdown: &CancellationToken) -> Result<()> {
-    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
-    let specs = topic_specs(&config.kafka, policy.tiers());
+    let specs = topic_specs(&config.kafka, config.layout()?.tiers());
     ensure_topics(&config.kafka, &specs, Duration::from_secs(60), shutdown)
         .await
         .context("provisioning topics")?;
@@ -72,11 +71,7 @@ pub async fn start_ingest(
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let policy = config.dispatcher.retry_policy().map_err(|e| anyhow!(e))?;
-    let shortest = *policy
-        .tiers()
-        .first()
-        .context("dispatcher.retry_schedule: has no tier")?;
+    let shortest = config.layout()?.shortest_tier();
     let state = IngestState {
         config: config.ingest.clone(),
         producer: shared.producer.clone(),
