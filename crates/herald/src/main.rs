@@ -1,25 +1,12 @@
-//! `herald`: one binary for every role. `main` parses the command line, loads the config,
-//! sets up logs and metrics, and hands over to the library code of each service.
+//! `herald`: one binary for every role. `main` parses the command line, sets up logs and
+//! the runtime, and calls [`herald::run`].
 
-mod broker;
-mod cli;
-mod config;
-mod dev;
-mod dlq_cmd;
-mod observability;
-mod replay_cmd;
-mod services;
-mod status_cmd;
-
-use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, TopicsAction};
-use config::HeraldConfig;
-use tokio_util::sync::CancellationToken;
+use herald::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    observability::init_tracing();
+    herald::observability::init_tracing();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -27,13 +14,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(herald::run(cli));
     // Dropping the runtime would wait without limit for blocking tasks (a librdkafka call
     // waiting on a broker that is gone); the services have drained by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) if stopped_while_starting(&err) => {
+        Err(err) if herald::stopped_while_starting(&err) => {
             // SIGTERM/SIGINT before start-up finished: nothing was consumed, a clean stop.
             eprintln!("herald: stopped before start-up finished");
             std::process::ExitCode::SUCCESS
@@ -41,120 +28,6 @@ fn main() -> std::process::ExitCode {
         Err(err) => {
             eprintln!("herald: error: {err:#}");
             std::process::ExitCode::from(2)
-        }
-    }
-}
-
-/// Whether `err` only says a signal arrived while the service was still starting.
-fn stopped_while_starting(err: &anyhow::Error) -> bool {
-    use herald_kafka::Error::ShuttingDown;
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<herald_kafka::Error>(),
-            Some(ShuttingDown)
-        ) || matches!(
-            cause.downcast_ref::<herald_dispatcher::Error>(),
-            Some(herald_dispatcher::Error::Kafka(ShuttingDown))
-        )
-    })
-}
-
-async fn run(cli: Cli) -> Result<()> {
-    let config = HeraldConfig::load(cli.config.as_deref(), std::env::vars())?;
-    match cli.command {
-        Command::Dev(args) => dev::run(config, args, observability::init_metrics()?).await,
-        Command::Broker(args) => run_broker(config, args).await,
-        Command::Ingest => run_ingest(config).await,
-        Command::Dispatch => run_dispatch(config).await,
-        Command::Status(args) => status_cmd::run(config, args).await,
-        Command::Replay { action } => replay_cmd::run(config, action).await,
-        Command::Dlq { action } => dlq_cmd::run(config, action).await,
-        Command::Topics { action } => topics(config, action).await,
-    }
-}
-
-async fn run_broker(config: HeraldConfig, args: cli::BrokerArgs) -> Result<()> {
-    let dir = args.data_dir.unwrap_or(config.data_dir);
-    let dir = broker::enter_data_dir(&dir)?;
-    let mut broker = broker::start(args.listen, args.memory).await?;
-    println!(
-        "herald: broker listening on {} (data in {})",
-        broker.addr,
-        dir.display()
-    );
-    let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
-    tokio::select! {
-        _ = shutdown.cancelled() => { broker.stop(); Ok(()) }
-        result = broker.wait() => result.and_then(|_| anyhow::bail!("broker stopped unexpectedly")),
-    }
-}
-
-async fn run_ingest(config: HeraldConfig) -> Result<()> {
-    let metrics = observability::init_metrics()?;
-    let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
-    services::provision(&config, &shutdown).await?;
-    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
-    let ingest = services::start_ingest(&config, &shared, metrics, shutdown.clone()).await?;
-    let served = ingest.await.context("ingest task")?;
-    services::finish(shared, config.shutdown_deadline).await;
-    served.context("serving ingest")
-}
-
-async fn run_dispatch(config: HeraldConfig) -> Result<()> {
-    let metrics = observability::init_metrics()?;
-    let shutdown = CancellationToken::new();
-    services::cancel_on_signal(shutdown.clone(), config.shutdown_deadline);
-    services::provision(&config, &shutdown).await?;
-    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
-    let listener = tokio::net::TcpListener::bind(config.metrics_listen)
-        .await
-        .with_context(|| format!("metrics_listen: cannot bind {}", config.metrics_listen))?;
-    let app =
-        observability::dispatcher_router(metrics, services::dispatcher_probe(&config, &shared));
-    println!(
-        "herald: dispatcher metrics, /healthz, /readyz on http://{}",
-        listener.local_addr()?
-    );
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
-    let result = services::run_dispatcher(&config, &shared, shutdown.clone()).await;
-    shutdown.cancel();
-    let _ = server.await;
-    services::finish(shared, config.shutdown_deadline).await;
-    result
-}
-
-async fn topics(config: HeraldConfig, action: TopicsAction) -> Result<()> {
-    let specs = herald_kafka::provision::topic_specs(&config.kafka, config.layout()?.tiers());
-    match action {
-        TopicsAction::Plan => {
-            for spec in specs {
-                println!(
-                    "{}\tpartitions={}\t{:?}",
-                    spec.name, spec.partitions, spec.cleanup
-                );
-            }
-            Ok(())
-        }
-        TopicsAction::Create => {
-            let shutdown = CancellationToken::new();
-            let created = herald_kafka::provision::ensure_topics(
-                &config.kafka,
-                &specs,
-                std::time::Duration::from_secs(30),
-                &shutdown,
-            )
-            .await?;
-            for (name, new) in created {
-                println!("{name}\t{}", if new { "created" } else { "exists" });
-            }
-            Ok(())
         }
     }
 }

@@ -15,31 +15,9 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
 }
 
 /// The sum of every sample of `name` whose labels include all of `labels`, from Prometheus
-/// text; `None` when no sample matches.
+/// text (parsed by the same code as `herald status`); `None` when no sample matches.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut found = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = match line.rsplit_once(' ') {
-            Some(pair) => pair,
-            None => continue,
-        };
-        let (series_name, series_labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if series_name != name {
-            continue;
-        }
-        let matches = labels.iter().all(|(k, v)| {
-            series_labels
-                .split(',')
-                .any(|kv| kv == format!("{k}=\"{v}\""))
-        });
-        if matches {
-            *found.get_or_insert(0.0) += value.parse::<f64>().expect("sample value");
-        }
-    }
-    found
+    herald::prometheus::Scrape(herald::prometheus::parse(text)).sum(name, labels)
 }
 
 /// Runs `promtool check metrics` on `text`. `None` (after a loud message) when promtool is
