@@ -6,6 +6,9 @@ pub enum Error {
     /// The bootstrap key could not be registered.
     #[error("bootstrap key: {0}")]
     Bootstrap(String),
+    /// The listener failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
     /// Kafka refused or was unreachable.
     #[error(transparent)]
     Kafka(#[from] herald_kafka::Error),

@@ -18,7 +18,7 @@
 //! - [`state`]: what every route needs, and the audit helper.
 //! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes, each module with its own
 //!   `routes()`.
-//! - [`service`]: the merged router and the bootstrap key.
+//! - [`service`]: [`run`], the merged router and the bootstrap key.
 //! - [`error`]: errors of start-up.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
@@ -37,5 +37,5 @@ mod tests;
 
 pub use config::IngestConfig;
 pub use error::Error;
-pub use service::{ensure_bootstrap_key, router};
+pub use service::{ensure_bootstrap_key, router, run, IngestDeps};
 pub use state::IngestState;

@@ -1,4 +1,5 @@
-//! The ingest and admin routes, merged from their modules, and the bootstrap admin key.
+//! The ingest service: its routes merged from their modules, the bootstrap admin key, and
+//! [`run`], which serves them (with other crates' routes) until shutdown.
 
 use crate::error::Error;
 use crate::state::IngestState;
@@ -7,6 +8,59 @@ use axum::Router;
 use herald_core::apikey::{ApiKeyToken, Scope};
 use herald_kafka::keys::Principal;
 use herald_proto::v1;
+
+/// What ingest shares with the rest of its process.
+pub struct IngestDeps {
+    pub producer: herald_kafka::Producer,
+    pub topics: herald_core::topics::Topics,
+    pub endpoints: herald_kafka::endpoints::EndpointsView,
+    pub keys: herald_kafka::keys::KeysView,
+    pub clock: herald_core::clock::SharedClock,
+    /// Other crates' routes served on the same listener, with the same fallbacks and
+    /// request metrics (replay and dead letters).
+    pub routes: Router,
+    /// Routes served outside the request metrics (`/metrics`).
+    pub unmetered: Router,
+    /// Called once the bootstrap key is registered and requests are about to be served.
+    pub listening: Box<dyn FnOnce(std::net::SocketAddr) + Send>,
+}
+
+/// Runs ingest on `listener` until `shutdown`: registers the bootstrap key, starts its
+/// counters at 0, keeps `herald_ready{service="ingest"}` current, serves.
+pub async fn run(
+    config: crate::IngestConfig,
+    deps: IngestDeps,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), Error> {
+    let state = IngestState {
+        config,
+        topics: deps.topics,
+        producer: deps.producer,
+        endpoints: deps.endpoints,
+        keys: deps.keys,
+        clock: deps.clock,
+    };
+    ensure_bootstrap_key(&state).await?;
+    crate::metrics::zero();
+    herald_http::metrics::zero();
+    let probe = state.clone();
+    herald_kafka::health::spawn_refresh(
+        state.keys.clone(),
+        move || {
+            let state = probe.clone();
+            async move { crate::health::readiness(&state).await }
+        },
+        shutdown.clone(),
+    );
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    let app = herald_http::app(router(state).merge(deps.routes)).merge(deps.unmetered);
+    tracing::info!(%addr, "Ingest and admin API listening.");
+    (deps.listening)(addr);
+    herald_http::serve(listener, app, shutdown)
+        .await
+        .map_err(Error::Serve)
+}
 
 /// Every route of the ingest and admin API, ready to merge with the other crates' routes
 /// and to finish with [`herald_http::app`].

@@ -1,10 +1,18 @@
 //! Readiness checks shared by every service's `/readyz`: the broker answers a metadata
 //! request, views are caught up, consumers are in their groups. Each check says what failed.
 
+use crate::keys::KeysView;
 use crate::stats::{self, ProducerStats};
 use rdkafka::producer::{FutureProducer, Producer as _};
 use serde::Serialize;
+use std::future::Future;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often readiness and the keys-expiring gauge are refreshed without a request.
+const REFRESH: Duration = Duration::from_secs(5);
+/// The window of `herald_api_keys_expiring{within="7d"}`.
+const KEY_EXPIRY_WINDOW_MS: i64 = 7 * 86_400 * 1_000;
 
 /// How long `/readyz` waits for the broker's metadata answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,4 +127,36 @@ pub fn groups_check() -> Check {
             detail
         },
     }
+}
+
+/// Refreshes `herald_ready` (through `check`) and `herald_api_keys_expiring` every few
+/// seconds until `shutdown`, so they are current without anyone calling `/readyz`.
+pub fn spawn_refresh<F, Fut>(keys: KeysView, check: F, shutdown: CancellationToken)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Report> + Send,
+{
+    tokio::spawn(async move {
+        let mut was_ready = None;
+        loop {
+            let expiring = keys.expiring_within(crate::now_ms(), KEY_EXPIRY_WINDOW_MS);
+            metrics::gauge!("herald_api_keys_expiring", "within" => "7d").set(expiring as f64);
+            let report = check().await;
+            if was_ready.replace(report.ready) == Some(true) && !report.ready {
+                let failing: Vec<String> = report
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{}: {}", c.name, c.detail))
+                    .collect();
+                tracing::warn!(service = report.service, failing = %failing.join("; "), "Not ready.");
+            } else if was_ready == Some(true) && report.ready {
+                tracing::debug!(service = report.service, "Ready.");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(REFRESH) => {}
+            }
+        }
+    });
 }

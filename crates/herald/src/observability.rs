@@ -9,19 +9,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::health::{broker_check, groups_check, Check, Report};
-use herald_kafka::keys::KeysView;
 use herald_kafka::Producer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-use std::future::Future;
 use std::io::IsTerminal;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// How often readiness and the keys-expiring gauge are refreshed without a request.
-const REFRESH: Duration = Duration::from_secs(5);
-/// The window of `herald_api_keys_expiring{within="7d"}`.
-const KEY_EXPIRY_WINDOW_MS: i64 = 7 * 86_400 * 1_000;
 
 /// Logs: `HERALD_LOG` filter (default `info`), JSON when stderr is not a terminal.
 pub fn init_tracing() {
@@ -142,36 +133,4 @@ pub fn dispatcher_router(handle: PrometheusHandle, probe: DispatcherProbe) -> Ro
                 }
             }),
         )
-}
-
-/// Refreshes `herald_ready` (through `check`) and `herald_api_keys_expiring` every few
-/// seconds until `shutdown`, so they are current without anyone calling `/readyz`.
-pub fn spawn_refresh<F, Fut>(keys: KeysView, check: F, shutdown: CancellationToken)
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Report> + Send,
-{
-    tokio::spawn(async move {
-        let mut was_ready = None;
-        loop {
-            let expiring = keys.expiring_within(herald_kafka::now_ms(), KEY_EXPIRY_WINDOW_MS);
-            metrics::gauge!("herald_api_keys_expiring", "within" => "7d").set(expiring as f64);
-            let report = check().await;
-            if was_ready.replace(report.ready) == Some(true) && !report.ready {
-                let failing: Vec<String> = report
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect();
-                tracing::warn!(service = report.service, failing = %failing.join("; "), "Not ready.");
-            } else if was_ready == Some(true) && report.ready {
-                tracing::debug!(service = report.service, "Ready.");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(REFRESH) => {}
-            }
-        }
-    });
 }

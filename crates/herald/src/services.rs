@@ -5,7 +5,7 @@ use crate::observability::DispatcherProbe;
 use anyhow::{anyhow, Context, Result};
 use herald_core::clock::SharedClock;
 use herald_core::sealing::MasterKey;
-use herald_ingest::IngestState;
+use herald_ingest::IngestDeps;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::keys::KeysView;
 use herald_kafka::provision::{ensure_topics, topic_specs};
@@ -64,58 +64,58 @@ pub async fn shared(
     })
 }
 
-/// Binds and serves ingest + admin API + `/metrics` until `shutdown`. Prints the bound address.
+/// Binds and serves ingest + admin API + replay routes + `/metrics` until `shutdown`.
+/// Prints the bound address once the bootstrap key is registered.
 pub async fn start_ingest(
     config: &HeraldConfig,
     shared: &Shared,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<std::io::Result<()>>> {
-    let shortest = config.layout()?.shortest_tier();
-    let state = IngestState {
-        config: config.ingest.clone(),
-        producer: shared.producer.clone(),
-        topics: config.kafka.topics(),
-        endpoints: shared.endpoints.clone(),
-        keys: shared.keys.clone(),
-        clock: SharedClock::system(),
-    };
+) -> Result<tokio::task::JoinHandle<Result<(), herald_ingest::Error>>> {
     let replays = ReplayState {
         replays: Replays::new(
             config.kafka.clone(),
             shared.producer.clone(),
             shared.endpoints.clone(),
-            shortest,
+            config.layout()?.shortest_tier(),
             SharedClock::system(),
             shutdown.clone(),
         ),
         keys: shared.keys.clone(),
         max_body_bytes: config.ingest.max_body_bytes,
     };
-    herald_ingest::ensure_bootstrap_key(&state)
-        .await
-        .context("bootstrap admin key")?;
     let listener = tokio::net::TcpListener::bind(config.ingest.listen)
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
-    let addr = listener.local_addr()?;
-    crate::observability::zero_ingest();
-    let probe = state.clone();
-    crate::observability::spawn_refresh(
-        shared.keys.clone(),
-        move || {
-            let state = probe.clone();
-            async move { herald_ingest::health::readiness(&state).await }
-        },
-        shutdown.clone(),
-    );
-    tracing::info!(%addr, "Ingest and admin API listening.");
-    println!("herald: ingest listening on http://{addr}");
-    // `/metrics` is merged after the request metrics layer: scrapes are not API requests.
-    let app =
-        herald_http::app(herald_ingest::router(state).merge(herald_replay::api::router(replays)))
-            .merge(crate::observability::metrics_router(metrics));
-    Ok(tokio::spawn(herald_http::serve(listener, app, shutdown)))
+    let (started, listening) = tokio::sync::oneshot::channel();
+    let deps = IngestDeps {
+        producer: shared.producer.clone(),
+        topics: config.kafka.topics(),
+        endpoints: shared.endpoints.clone(),
+        keys: shared.keys.clone(),
+        clock: SharedClock::system(),
+        routes: herald_replay::api::router(replays),
+        unmetered: crate::observability::metrics_router(metrics),
+        listening: Box::new(move |addr| {
+            let _ = started.send(addr);
+        }),
+    };
+    let serving = tokio::spawn(herald_ingest::run(
+        config.ingest.clone(),
+        deps,
+        listener,
+        shutdown,
+    ));
+    if let Ok(addr) = listening.await {
+        println!("herald: ingest listening on http://{addr}");
+        return Ok(serving);
+    }
+    // Start-up failed (the bootstrap key could not be registered): say why.
+    serving
+        .await
+        .context("ingest task")?
+        .context("starting ingest")?;
+    anyhow::bail!("ingest stopped before serving")
 }
 
 /// Runs the dispatcher until `shutdown`, draining within the configured deadline.
@@ -126,7 +126,7 @@ pub async fn run_dispatcher(
 ) -> Result<()> {
     crate::observability::zero_dispatcher();
     let probe = dispatcher_probe(config, shared);
-    crate::observability::spawn_refresh(
+    herald_kafka::health::spawn_refresh(
         shared.keys.clone(),
         move || {
             let probe = probe.clone();
