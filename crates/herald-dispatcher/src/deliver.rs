@@ -11,7 +11,7 @@ use herald_core::clock::SharedClock;
 use herald_core::ids::{DeliveryId, EndpointId};
 use herald_core::outcome::{classify, DeadReason, Outcome};
 use herald_core::retry::RetryPolicy;
-use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::endpoints::{EndpointsView, Entry};
 use herald_proto::v1;
 use std::sync::Mutex;
 
@@ -22,6 +22,16 @@ const MAX_SUMMARIES: usize = 32;
 const VIEW_SYNC_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 /// First attempts remembered to drop duplicate events (idempotent re-sends, redelivery).
 const DEDUPE_CAPACITY: usize = 200_000;
+
+/// What a task needs before its attempt.
+enum Lookup {
+    /// Already delivered (per the attempts log): nothing to do.
+    Skip,
+    /// Cannot be attempted: park it for this reason.
+    Park(DeadReason),
+    /// Attempt it to this endpoint.
+    Attempt(EndpointId, Entry),
+}
 
 /// What a deliverer is made of.
 pub struct Parts {
@@ -135,40 +145,59 @@ impl Deliverer {
         fresh
     }
 
-    /// Runs the next attempt of `task` and makes its outcome durable.
-    pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
+    /// Runs the next attempt of `task` and makes its outcome durable: lookup → attempt →
+    /// classify → record.
+    pub async fn step(&self, task: v1::DeliveryTask) -> Result<(), Abandoned> {
+        let (endpoint_id, entry) = match self.lookup(&task).await? {
+            Lookup::Skip => return Ok(()),
+            Lookup::Park(reason) => return self.dead_unattempted(task, reason).await,
+            Lookup::Attempt(id, entry) => (id, entry),
+        };
+        let healthy = self.health.is_healthy(&endpoint_id);
+        let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
+            return self.defer(task).await;
+        };
+        let mut event = task.event.clone().unwrap_or_default();
+        let output = self.attempt(&entry, &mut event).await;
+        // The endpoint's slot covers the attempt only, not the bookkeeping after it.
+        drop(permit);
+        let attempt = task.next_attempt.max(1);
+        let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
+        self.record(task, &event, entry, output, attempt, outcome)
+            .await
+    }
+
+    /// What to do with `task` before any attempt: skip it (already delivered), park it (its
+    /// endpoint is gone or disabled), or attempt it.
+    async fn lookup(&self, task: &v1::DeliveryTask) -> Result<Lookup, Abandoned> {
         if task.replay_id.is_empty() && self.delivered.contains(&task.delivery_id) {
             // The attempts log shows this delivery succeeded (re-read after a crash).
             metrics::counter!("herald_deliveries_deduplicated_total", "source" => "attempts_log")
                 .increment(1);
             tracing::debug!(delivery_id = %task.delivery_id, "Already delivered; skipped.");
-            return Ok(());
+            return Ok(Lookup::Skip);
         }
         let Ok(endpoint_id) = EndpointId::parse(&task.endpoint_id) else {
-            return self
-                .dead_unattempted(task, DeadReason::EndpointDeleted)
-                .await;
+            return Ok(Lookup::Park(DeadReason::EndpointDeleted));
         };
-        let Some(entry) = self.endpoint(&endpoint_id).await? else {
-            return self
-                .dead_unattempted(task, DeadReason::EndpointDeleted)
-                .await;
-        };
-        if !entry.endpoint.enabled {
-            return self
-                .dead_unattempted(task, DeadReason::EndpointDisabled)
-                .await;
-        }
-        let healthy = self.health.is_healthy(&endpoint_id);
-        let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
-            // The endpoint is at its concurrency limit and failing (or busy for too long): wait
-            // in the shortest tier instead of holding a slot. No attempt is spent.
-            let tier = self.policy.tiers()[0];
-            task.due_at_ms = self.clock.now_ms() + tier.as_millis() as i64;
-            metrics::counter!("herald_deliveries_deferred_total").increment(1);
-            return self.writer.retry(tier, &task).await;
-        };
-        let mut event = task.event.clone().unwrap_or_default();
+        Ok(match self.endpoint(&endpoint_id).await? {
+            None => Lookup::Park(DeadReason::EndpointDeleted),
+            Some(entry) if !entry.endpoint.enabled => Lookup::Park(DeadReason::EndpointDisabled),
+            Some(entry) => Lookup::Attempt(endpoint_id, entry),
+        })
+    }
+
+    /// The endpoint is at its concurrency limit and failing (or busy for too long): the task
+    /// waits in the shortest tier instead of holding a slot. No attempt is spent.
+    async fn defer(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
+        let tier = self.policy.tiers()[0];
+        task.due_at_ms = self.clock.now_ms() + tier.as_millis() as i64;
+        metrics::counter!("herald_deliveries_deferred_total").increment(1);
+        self.writer.retry(tier, &task).await
+    }
+
+    /// One signed attempt of `event` (its payload moves into the request) to `entry`.
+    async fn attempt(&self, entry: &Entry, event: &mut v1::EventEnvelope) -> AttemptOutput {
         let payload = std::mem::take(&mut event.payload).into();
         metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
         let output = self
@@ -176,46 +205,55 @@ impl Deliverer {
             .attempt(&entry.endpoint, &event.id, payload, self.clock.now_ms())
             .await;
         metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
-        // The endpoint's slot covers the HTTP attempt only, not the bookkeeping after it.
-        drop(permit);
-        let attempt = task.next_attempt.max(1);
-        let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
-        let summary = summarize(&output, attempt);
         metrics::histogram!("herald_delivery_attempt_seconds").record(output.latency.as_secs_f64());
-        if !output.result.is_success() {
+        output
+    }
+
+    /// Makes the attempt durable: the attempts log, the endpoint's health, the task's
+    /// history, then the outcome's destination.
+    async fn record(
+        &self,
+        mut task: v1::DeliveryTask,
+        event: &v1::EventEnvelope,
+        entry: Entry,
+        output: AttemptOutput,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<(), Abandoned> {
+        let summary = summarize(&output, attempt);
+        let success = output.result.is_success();
+        if !success {
             tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, attempt, class = output.result.class(), status = output.status, error = %output.error, "Attempt failed.");
         }
         self.writer
             .attempt(&attempt_record(
                 &task,
-                &event,
+                event,
                 &summary,
                 &outcome,
                 output.excerpt,
             ))
             .await?;
         // The endpoint as the view has it now (it may have changed during the attempt).
-        let current = self.endpoints.get(&endpoint_id).unwrap_or(entry);
+        let current = self.endpoints.get(&entry.endpoint.id).unwrap_or(entry);
         let transition = self.health.record(
             &current,
-            output.result.is_success(),
+            success,
             output.result.class(),
             &output.error,
             self.clock.now_ms(),
         );
-        self.on_transition(&endpoint_id, transition, &output.error)
+        self.on_transition(&current.endpoint.id, transition, &output.error)
             .await?;
-        if task.first_failure.is_none() && !output.result.is_success() {
-            task.first_failure = Some(summary.clone());
-        }
-        if !output.result.is_success() {
+        if !success {
+            task.first_failure.get_or_insert_with(|| summary.clone());
             task.last_failure = Some(summary.clone());
         }
         task.attempts.push(summary);
         if task.attempts.len() > MAX_SUMMARIES {
             task.attempts.remove(0);
         }
-        self.route(task, outcome, &event).await
+        self.route(task, outcome, event).await
     }
 
     async fn route(
