@@ -115,7 +115,7 @@ pub async fn run(
 }
 
 /// Delivers one event to every subscriber; true when every outcome is durable.
-async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) -> bool {
+pub(crate) async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) -> bool {
     // The event exists, so it was accepted before now whatever the producer's clock says:
     // an endpoint created before it was accepted must be in the view before fan-out.
     let accepted = envelope.accepted_at_ms.min(herald_kafka::now_ms());

@@ -6,6 +6,7 @@ use crate::delivered::Delivered;
 use crate::health::HealthBook;
 use crate::route::{Abandoned, OutcomeWriter};
 use crate::slots::{EndpointLimits, EndpointSlots};
+use crate::transitions::EndpointStates;
 use crate::transport::{AttemptOutput, Outbound};
 use herald_core::clock::SharedClock;
 use herald_core::ids::{DeliveryId, EndpointId};
@@ -54,26 +55,29 @@ pub struct Deliverer {
     pub policy: RetryPolicy,
     pub slots: EndpointSlots,
     pub delivered: Delivered,
-    pub health: HealthBook,
+    /// Endpoint health and its durable transitions.
+    pub states: EndpointStates,
     pub clock: SharedClock,
     claimed: Mutex<crate::dedupe::Claims>,
-    /// One endpoint-state write at a time (see `transitions.rs`).
-    pub(crate) transitions: tokio::sync::Mutex<()>,
 }
 
 impl Deliverer {
     /// Assembles a deliverer.
     pub fn new(parts: Parts) -> Self {
         Self {
+            states: EndpointStates::new(
+                parts.health,
+                parts.writer.clone(),
+                parts.endpoints.clone(),
+                parts.clock.clone(),
+            ),
             writer: parts.writer,
             endpoints: parts.endpoints,
             outbound: parts.outbound,
             policy: parts.policy,
             slots: EndpointSlots::new(parts.per_endpoint),
             delivered: parts.delivered,
-            health: parts.health,
             clock: parts.clock,
-            transitions: tokio::sync::Mutex::new(()),
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
         }
     }
@@ -153,7 +157,7 @@ impl Deliverer {
             Lookup::Park(reason) => return self.dead_unattempted(task, reason).await,
             Lookup::Attempt(id, entry) => (id, entry),
         };
-        let healthy = self.health.is_healthy(&endpoint_id);
+        let healthy = self.states.health.is_healthy(&endpoint_id);
         let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
             return self.defer(task).await;
         };
@@ -236,14 +240,15 @@ impl Deliverer {
             .await?;
         // The endpoint as the view has it now (it may have changed during the attempt).
         let current = self.endpoints.get(&entry.endpoint.id).unwrap_or(entry);
-        let transition = self.health.record(
+        let transition = self.states.health.record(
             &current,
             success,
             output.result.class(),
             &output.error,
             self.clock.now_ms(),
         );
-        self.on_transition(&current.endpoint.id, transition, &output.error)
+        self.states
+            .on_transition(&current.endpoint.id, transition, &output.error)
             .await?;
         if !success {
             task.first_failure.get_or_insert_with(|| summary.clone());
@@ -285,7 +290,8 @@ impl Deliverer {
                 metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
                 if disable_endpoint {
                     if let Ok(id) = EndpointId::parse(&task.endpoint_id) {
-                        self.disable(&id, "gone", "the endpoint answered 410 Gone")
+                        self.states
+                            .disable(&id, "gone", "the endpoint answered 410 Gone")
                             .await?;
                     }
                 }

@@ -14,7 +14,9 @@
 //! - [`consumer`]: the events consumer and fan-out.
 //! - [`inbound`]: records of the events topic checked (producers may write to Kafka directly).
 //! - [`retry`]: the retry-tier consumer that pauses partitions until their head is due.
-//! - [`health`]: per-endpoint health, transitions made durable and audited.
+//! - [`health`]: per-endpoint health as this process saw it (the health book).
+//! - [`transitions`]: `EndpointStates`, the health book and its transitions made durable
+//!   and audited.
 //! - [`hold`]: tasks held in memory while their partition is paused.
 //! - [`dedupe`]: bounded memory of started deliveries (duplicate events deliver once).
 //! - [`delivered`]: deliveries the attempts log shows succeeded (no re-send after a crash).

@@ -48,6 +48,11 @@ impl Drop for Fixture {
 
 /// A deliverer whose only endpoint (enabled or not) answers with `answers` in turn.
 async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
+    fixture_with(answers, |endpoint| endpoint.enabled = enabled).await
+}
+
+/// Like [`fixture`], with the endpoint as `configure` leaves it.
+async fn fixture_with(answers: &[Answer], configure: impl FnOnce(&mut Endpoint)) -> Fixture {
     let cluster = MockCluster::new(1).unwrap();
     let kafka = KafkaConfig::with_brokers(cluster.bootstrap_servers());
     let topics = kafka.topics();
@@ -76,7 +81,7 @@ async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
         Secret::generate(),
         now,
     );
-    endpoint.enabled = enabled;
+    configure(&mut endpoint);
     let producer = Producer::new(&kafka, "test").unwrap();
     let state = convert::endpoint_to_state(&endpoint, 1, &key);
     producer
@@ -278,4 +283,25 @@ async fn a_gone_answer_parks_the_delivery_at_once() {
         ("system:dispatcher", "endpoint.disabled")
     );
     assert_eq!(audit[0].target, f.endpoint.id.as_str());
+}
+
+#[tokio::test]
+async fn fan_out_reaches_subscribers_once_per_event_id() {
+    let f = fixture_with(&[], |endpoint| {
+        endpoint.event_types = vec!["stock.*".into()]
+    })
+    .await;
+    let subscribed = event();
+    let mut other = event();
+    other.event_type = "invoice.paid".into();
+    assert!(crate::consumer::fan_out(&f.deliverer, subscribed.clone()).await);
+    assert!(crate::consumer::fan_out(&f.deliverer, other).await);
+    // The same event again (a producer retry that made a second record): not delivered twice.
+    assert!(crate::consumer::fan_out(&f.deliverer, subscribed.clone()).await);
+    let requests = f.memory.requests.lock().unwrap();
+    let ids: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(ids, [subscribed.id.as_str()]);
 }

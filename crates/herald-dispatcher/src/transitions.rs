@@ -12,13 +12,43 @@
 //! builds on the previous one (version + 1 of the latest state, never two writes of the same
 //! version from this process).
 
-use crate::deliver::Deliverer;
-use crate::route::Abandoned;
+use crate::health::HealthBook;
+use crate::route::{Abandoned, OutcomeWriter};
+use herald_core::clock::SharedClock;
 use herald_core::endpoint::Endpoint;
 use herald_core::health::Transition;
 use herald_core::ids::EndpointId;
+use herald_kafka::endpoints::EndpointsView;
 
-impl Deliverer {
+/// Endpoint health, in memory and made durable: the health book of this process and the
+/// writes that carry its transitions to the endpoint's persisted state.
+pub struct EndpointStates {
+    /// What this process saw of each endpoint's attempts.
+    pub health: HealthBook,
+    writer: OutcomeWriter,
+    endpoints: EndpointsView,
+    clock: SharedClock,
+    /// One endpoint-state write at a time.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl EndpointStates {
+    /// `health` made durable through `writer`, read back through `endpoints`.
+    pub fn new(
+        health: HealthBook,
+        writer: OutcomeWriter,
+        endpoints: EndpointsView,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            health,
+            writer,
+            endpoints,
+            clock,
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+
     /// Acts on a transition reported by the health book for `id`.
     pub(crate) async fn on_transition(
         &self,
@@ -45,7 +75,7 @@ impl Deliverer {
     /// Writes the health book's current `failing_since` of `id` when the persisted state
     /// disagrees about whether the endpoint is failing.
     async fn persist_failing_since(&self, id: &EndpointId, error: &str) -> Result<(), Abandoned> {
-        let _turn = self.transitions.lock().await;
+        let _turn = self.turn.lock().await;
         let Some(entry) = self.endpoints.get(id) else {
             return Ok(());
         };
@@ -105,7 +135,7 @@ impl Deliverer {
         reason: &str,
         why: &str,
     ) -> Result<(), Abandoned> {
-        let _turn = self.transitions.lock().await;
+        let _turn = self.turn.lock().await;
         let Some(entry) = self.endpoints.get(id) else {
             return Ok(());
         };
