@@ -23,7 +23,8 @@
 //! - [`state`]: the replays topic folded into the live view of runs, markers and the lock.
 //! - [`lock`]: the one-run-at-a-time rule, as a pure fold.
 //! - [`store`]: writes of runs, markers, the lock and audit records.
-//! - [`run`]: plan (dry run), create, execute/resume.
+//! - [`run`]: plan (dry run), create, resume.
+//! - [`execute`]: carrying a run out (rate, checkpoints, markers, reconciliation).
 //! - [`browse`]: listing, showing and counting dead letters.
 //! - [`request`]: a request as the CLI and the API spell it, parsed; a run as JSON.
 //! - [`service`]: replay runs inside an API process (background runs, one at a time).
@@ -33,6 +34,7 @@
 pub mod api;
 pub mod browse;
 pub mod error;
+pub mod execute;
 pub mod filter;
 pub mod lock;
 pub mod metrics;
