@@ -17,6 +17,12 @@ pub enum Error {
     /// A view did not catch up with its topic in time.
     #[error("view of {topic} did not catch up within {seconds}s")]
     NotCaughtUp { topic: String, seconds: u64 },
+    /// A topic a read needs does not exist.
+    #[error("topic {0} does not exist: run `herald topics create` first")]
+    MissingTopic(String),
+    /// Reading a topic made no progress for too long (broker unreachable?). Retry later.
+    #[error("reading {topic} stalled at partition {partition} (broker unreachable?)")]
+    Stalled { topic: String, partition: i32 },
     /// The service is shutting down.
     #[error("shutting down")]
     ShuttingDown,

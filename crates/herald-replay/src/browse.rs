@@ -4,7 +4,7 @@
 //! entries, counts), so a large dead-letter topic costs time, not memory.
 
 use crate::filter::{format_instant, DlqFilter};
-use crate::scan::{self, Scanner};
+use herald_kafka::scan::{self, Scanner};
 use crate::state::RunsView;
 use crate::{Error, Result};
 use herald_kafka::KafkaConfig;

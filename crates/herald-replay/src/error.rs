@@ -25,7 +25,7 @@ pub enum Error {
     Stalled { topic: String, partition: i32 },
     /// Kafka refused or was unreachable. Retry later; a started run is resumable.
     #[error(transparent)]
-    Kafka(#[from] herald_kafka::Error),
+    Kafka(herald_kafka::Error),
     /// A client-chosen run id is taken by a run with other filters.
     #[error("replay id {0} is taken by a run with other filters")]
     IdTaken(String),
@@ -39,6 +39,16 @@ pub enum Error {
     /// The run failed unexpectedly (a bug); its lock was released.
     #[error("replay run failed: {0}")]
     Failed(String),
+}
+
+impl From<herald_kafka::Error> for Error {
+    fn from(err: herald_kafka::Error) -> Self {
+        match err {
+            herald_kafka::Error::MissingTopic(topic) => Self::MissingTopic(topic),
+            herald_kafka::Error::Stalled { topic, partition } => Self::Stalled { topic, partition },
+            other => Self::Kafka(other),
+        }
+    }
 }
 
 /// `Result` with this crate's error.

@@ -4,7 +4,7 @@
 
 use crate::rate::RateLimiter;
 use crate::run::{Replayer, CHECKPOINT_EVERY};
-use crate::scan::{self, Ranges, Scanner};
+use herald_kafka::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
 use crate::{Error, ReplaySpec, Result};
 use futures::FutureExt as _;

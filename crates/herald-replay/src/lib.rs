@@ -18,7 +18,6 @@
 //! Modules:
 //! - [`filter`]: time bounds (`2h`, RFC 3339), DLQ and events filters, the replay spec.
 //! - [`rate`]: `--rate N/s` and the limiter.
-//! - [`scan`]: bounded reads of a topic (watermarks, offsets by time).
 //! - [`select`]: the per-record decision shared by dry run and run.
 //! - [`state`]: the replays topic folded into the live view of runs, markers and the lock.
 //! - [`lock`]: the one-run-at-a-time rule, as a pure fold.
@@ -41,7 +40,6 @@ pub mod metrics;
 pub mod rate;
 pub mod request;
 pub mod run;
-pub mod scan;
 pub mod select;
 pub mod service;
 pub mod state;

@@ -3,7 +3,7 @@
 //! re-driving anything twice ([`crate::execute`] carries it out).
 
 use crate::filter::{format_instant, ReplaySpec, Selection};
-use crate::scan::{self, Ranges, Scanner};
+use herald_kafka::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
 use crate::state::RunsView;
 use crate::store::Store;

@@ -1,9 +1,8 @@
 //! Bounded reads of a topic: every partition from a start offset up to an end offset fixed
 //! beforehand, so a scan always ends even while the topic keeps growing.
 
-use crate::{Error, Result};
-use herald_kafka::consumer::Closing;
-use herald_kafka::KafkaConfig;
+use crate::consumer::Closing;
+use crate::{Error, KafkaConfig, Result};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -28,18 +27,18 @@ pub struct Record {
 
 /// A group-less reader for metadata queries and scans, closed off the async workers.
 pub fn reader(kafka: &KafkaConfig, name: &str) -> Result<Closing<StreamConsumer>> {
-    Ok(Closing::new(herald_kafka::consumer::reader(kafka, name)?))
+    Ok(Closing::new(crate::consumer::reader(kafka, name)?))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Kafka(herald_kafka::Error::Unavailable(e.to_string())))?
+        .map_err(|e| Error::Unavailable(format!("blocking task: {e}")))?
 }
 
 /// Low and high watermark of every partition of `topic`; [`Error::MissingTopic`] if absent.
 pub async fn watermarks(consumer: &Arc<StreamConsumer>, topic: &str) -> Result<Ranges> {
-    let marks = herald_kafka::view::watermarks(consumer, topic, META_TIMEOUT).await?;
+    let marks = crate::view::watermarks(consumer, topic, META_TIMEOUT).await?;
     if marks.is_empty() {
         return Err(Error::MissingTopic(topic.to_owned()));
     }
@@ -58,7 +57,7 @@ pub async fn offsets_for_time(
     let topic = topic.to_owned();
     let partitions = partitions.to_vec();
     blocking(move || {
-        let kafka = herald_kafka::Error::from_kafka;
+        let kafka = Error::from_kafka;
         let mut query = TopicPartitionList::new();
         for p in &partitions {
             query
@@ -94,21 +93,21 @@ pub struct Scanner {
 impl Scanner {
     /// Starts reading `ranges` of `topic`; partitions with nothing to read are done at once.
     pub fn open(kafka: &KafkaConfig, topic: &str, ranges: &Ranges) -> Result<Self> {
-        let consumer = reader(kafka, "herald-replay-scan")?;
+        let consumer = reader(kafka, "herald-scan")?;
         let mut assignment = TopicPartitionList::new();
         let mut open = BTreeMap::new();
         for (partition, (start, end)) in ranges {
             if start < end {
                 assignment
                     .add_partition_offset(topic, *partition, Offset::Offset(*start))
-                    .map_err(herald_kafka::Error::from_kafka)?;
+                    .map_err(Error::from_kafka)?;
                 open.insert(*partition, *end);
             }
         }
         if !open.is_empty() {
             consumer
                 .assign(&assignment)
-                .map_err(herald_kafka::Error::from_kafka)?;
+                .map_err(Error::from_kafka)?;
         }
         Ok(Self {
             consumer,
@@ -129,7 +128,7 @@ impl Scanner {
                         partition,
                     });
                 }
-                Ok(message) => message.map_err(herald_kafka::Error::from_kafka)?,
+                Ok(message) => message.map_err(Error::from_kafka)?,
             };
             let partition = message.partition();
             let offset = message.offset();
