@@ -18,6 +18,7 @@
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live;
 //!   [`fresh`] tells when it holds everything acknowledged before a given moment.
 //! - [`endpoints`], [`keys`]: the two views every service holds.
+//! - [`page`]: cursor pages over a scan with bounded memory.
 //! - [`scan`]: bounded reads of a topic (watermarks, offsets by time, a scanner that ends).
 //! - [`lease`]: a role one process holds at a time, decided in log order.
 //! - [`audit`]: the one audit trail writer.
@@ -37,6 +38,7 @@ pub mod keys;
 pub mod lease;
 pub mod membership;
 pub mod metrics;
+pub mod page;
 pub mod producer;
 pub mod provision;
 pub mod scan;

@@ -105,9 +105,7 @@ impl Scanner {
             }
         }
         if !open.is_empty() {
-            consumer
-                .assign(&assignment)
-                .map_err(Error::from_kafka)?;
+            consumer.assign(&assignment).map_err(Error::from_kafka)?;
         }
         Ok(Self {
             consumer,

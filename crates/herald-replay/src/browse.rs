@@ -4,14 +4,15 @@
 //! entries, counts), so a large dead-letter topic costs time, not memory.
 
 use crate::filter::{format_instant, DlqFilter};
-use herald_kafka::scan::{self, Scanner};
 use crate::state::RunsView;
 use crate::{Error, Result};
+use herald_kafka::page::{Position, Positioned};
+use herald_kafka::scan::{self, Scanner};
 use herald_kafka::KafkaConfig;
 use herald_proto::v1;
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 /// One dead letter where it lies in the topic.
 #[derive(Debug, Clone)]
@@ -23,11 +24,13 @@ pub struct Entry {
     pub redriven: Option<v1::RedriveMarker>,
 }
 
-impl Entry {
-    fn position(&self) -> (i64, i32, i64) {
+impl Positioned for Entry {
+    fn position(&self) -> Position {
         (self.letter.dead_at_ms, self.partition, self.offset)
     }
+}
 
+impl Entry {
     /// The JSON shape of the API and `herald dlq … --json`.
     pub fn to_json(&self, detailed: bool) -> Value {
         let task = self.letter.task.clone().unwrap_or_default();
@@ -185,119 +188,32 @@ pub async fn list(
     Ok((pager.finish(), stats.finish()))
 }
 
-/// A page of entries and the cursor of the next page.
-#[derive(Debug)]
-pub struct Page {
-    pub entries: Vec<Entry>,
-    pub next_cursor: Option<String>,
-    /// Entries matching the filter and status in the whole topic.
-    pub total: usize,
-}
+/// A page of dead letters.
+pub type Page = herald_kafka::page::Page<Entry>;
 
-fn encode_cursor(entry: &Entry) -> String {
-    let (at, p, o) = entry.position();
-    format!("{at}.{p}.{o}")
-}
-
-fn decode_cursor(text: &str) -> Result<(i64, i32, i64)> {
-    let bad = || {
-        Error::Invalid(format!(
-            "invalid cursor `{text}`: pass next_cursor unchanged"
-        ))
-    };
-    let mut parts = text.split('.');
-    let (Some(at), Some(p), Some(o), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    Ok((
-        at.parse().map_err(|_| bad())?,
-        p.parse().map_err(|_| bad())?,
-        o.parse().map_err(|_| bad())?,
-    ))
-}
-
-/// Builds the page after a cursor from entries offered in any order, keeping at most
-/// `limit + 1` of them (the earliest by `dead_at`, partition, offset).
+/// Builds the page after a cursor of the entries `status` admits (the total counts those).
 pub struct Pager {
     status: Status,
-    limit: usize,
-    after: Option<(i64, i32, i64)>,
-    /// Max-heap on position: the latest candidate is dropped first.
-    best: BinaryHeap<ByPosition>,
-    total: usize,
-}
-
-struct ByPosition(Entry);
-
-impl PartialEq for ByPosition {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.position() == other.0.position()
-    }
-}
-impl Eq for ByPosition {}
-impl PartialOrd for ByPosition {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ByPosition {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.position().cmp(&other.0.position())
-    }
+    inner: herald_kafka::page::Pager<Entry>,
 }
 
 impl Pager {
     /// A page of at most `limit` (1–1000) entries of `status` after `cursor`.
     pub fn new(status: Status, limit: usize, cursor: Option<&str>) -> Result<Self> {
-        if !(1..=1_000).contains(&limit) {
-            return Err(Error::Invalid("limit: must be between 1 and 1000".into()));
-        }
-        Ok(Self {
-            status,
-            limit,
-            after: cursor.map(decode_cursor).transpose()?,
-            best: BinaryHeap::new(),
-            total: 0,
-        })
+        let inner = herald_kafka::page::Pager::new(limit, cursor).map_err(Error::Invalid)?;
+        Ok(Self { status, inner })
     }
 
     /// Considers one entry.
     pub fn offer(&mut self, entry: Entry) {
-        if !self.status.admits(&entry) {
-            return;
-        }
-        self.total += 1;
-        if self.after.is_some_and(|a| entry.position() <= a) {
-            return;
-        }
-        self.best.push(ByPosition(entry));
-        if self.best.len() > self.limit + 1 {
-            self.best.pop();
+        if self.status.admits(&entry) {
+            self.inner.offer(entry);
         }
     }
 
     /// The page, its next cursor (when more follow) and the total admitted.
     pub fn finish(self) -> Page {
-        let mut entries: Vec<Entry> = self
-            .best
-            .into_sorted_vec()
-            .into_iter()
-            .map(|b| b.0)
-            .collect();
-        let more = entries.len() > self.limit;
-        entries.truncate(self.limit);
-        let next_cursor = if more {
-            entries.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Page {
-            entries,
-            next_cursor,
-            total: self.total,
-        }
+        self.inner.finish()
     }
 }
 

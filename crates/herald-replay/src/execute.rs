@@ -4,11 +4,11 @@
 
 use crate::rate::RateLimiter;
 use crate::run::{Replayer, CHECKPOINT_EVERY};
-use herald_kafka::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
 use crate::{Error, ReplaySpec, Result};
 use futures::FutureExt as _;
 use herald_core::run::RunState;
+use herald_kafka::scan::{self, Ranges, Scanner};
 use herald_proto::{v1, Message};
 use std::collections::HashSet;
 use std::time::Instant;

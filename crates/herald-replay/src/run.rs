@@ -3,7 +3,6 @@
 //! re-driving anything twice ([`crate::execute`] carries it out).
 
 use crate::filter::{format_instant, ReplaySpec, Selection};
-use herald_kafka::scan::{self, Ranges, Scanner};
 use crate::select::{Decision, Selector};
 use crate::state::RunsView;
 use crate::store::Store;
@@ -13,6 +12,7 @@ use herald_core::ids::ReplayId;
 use herald_core::outcome::AttemptOutcome;
 use herald_core::run::RunState;
 use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::scan::{self, Ranges, Scanner};
 use herald_kafka::{KafkaConfig, Producer};
 use herald_proto::v1;
 use serde::Serialize;

@@ -2,10 +2,10 @@
 //! by the plan (dry run) and the run itself, so a dry run shows exactly what a run does.
 
 use crate::filter::{DlqFilter, EventsFilter, ReplaySpec, Selection};
-use herald_kafka::scan::Record;
 use crate::state::RunsView;
 use herald_core::ids::{DeliveryId, EndpointId, EventId};
 use herald_kafka::endpoints::EndpointsView;
+use herald_kafka::scan::Record;
 use herald_proto::v1;
 use std::collections::HashSet;
 
