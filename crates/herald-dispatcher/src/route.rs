@@ -117,14 +117,20 @@ impl OutcomeWriter {
     /// Appends an operational record to the audit trail (actor `system:dispatcher`). The
     /// change it records is already durable, so a failed write (logged and counted by the
     /// writer) does not undo it.
-    pub async fn audit(&self, action: &str, target: &str, detail: serde_json::Value) {
+    pub async fn audit(&self, tenant: &str, action: &str, target: &str, detail: serde_json::Value) {
         let log = herald_kafka::audit::AuditLog::new(
             self.producer.clone(),
             &self.topics,
             self.clock.clone(),
         );
         let _ = log
-            .record("system:dispatcher", action, target, detail)
+            .record(
+                &herald_kafka::audit::Actor::named("system:dispatcher"),
+                tenant,
+                action,
+                target,
+                detail,
+            )
             .await;
     }
 

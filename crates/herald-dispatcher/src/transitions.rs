@@ -104,7 +104,9 @@ impl EndpointStates {
         } else {
             serde_json::json!({})
         };
-        self.writer.audit(action, id.as_str(), detail).await;
+        self.writer
+            .audit(&endpoint.tenant, action, id.as_str(), detail)
+            .await;
         Ok(())
     }
 
@@ -149,6 +151,7 @@ impl EndpointStates {
             .increment(1);
         self.writer
             .audit(
+                &endpoint.tenant,
                 "endpoint.disabled",
                 id.as_str(),
                 serde_json::json!({"reason": reason, "why": why}),

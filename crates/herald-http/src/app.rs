@@ -10,7 +10,46 @@ use axum::Router;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// `routes` (every API crate's routers, merged) with the JSON fallbacks and request metrics.
+/// The id of a request: the client's `x-request-id` when it is 1–128 printable ASCII
+/// characters, else a generated `req_…`. Handlers find it in the request's extensions; the
+/// answer carries it back in `x-request-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+impl RequestId {
+    /// The client's id if usable, else a fresh one.
+    pub fn from_header(value: Option<&str>) -> Self {
+        match value {
+            Some(v)
+                if (1..=128).contains(&v.len()) && v.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+            {
+                Self(v.to_owned())
+            }
+            _ => Self(format!("req_{}", uuid::Uuid::new_v4().simple())),
+        }
+    }
+}
+
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = RequestId::from_header(
+        request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let header = axum::http::HeaderValue::from_str(&id.0).ok();
+    request.extensions_mut().insert(id);
+    let mut response = next.run(request).await;
+    if let Some(value) = header {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// `routes` (every API crate's routers, merged) with the JSON fallbacks, request ids and
+/// request metrics.
 pub fn app(routes: Router) -> Router {
     routes
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -22,14 +61,17 @@ pub fn app(routes: Router) -> Router {
             )
         })
         .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn(request_id))
 }
 
-/// Serves `app` until `shutdown`.
+/// Serves `app` until `shutdown`, with each connection's peer address available to
+/// handlers (the audit trail's source address).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -100,6 +142,39 @@ mod tests {
             (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed".into())
         );
         assert_eq!(status_and_code("GET", "/v1/x").await.0, StatusCode::OK);
+    }
+
+    #[test]
+    fn a_usable_client_request_id_is_kept_and_anything_else_replaced() {
+        assert_eq!(RequestId::from_header(Some("abc-123")).0, "abc-123");
+        for bad in [None, Some(""), Some("has space"), Some("é")] {
+            assert!(RequestId::from_header(bad).0.starts_with("req_"), "{bad:?}");
+        }
+        let long = "x".repeat(129);
+        assert!(RequestId::from_header(Some(&long)).0.starts_with("req_"));
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_its_request_id() {
+        let routes = Router::new().route("/v1/x", axum::routing::get(|| async { "ok" }));
+        for (sent, path) in [(Some("r-1"), "/v1/x"), (None, "/nope")] {
+            let mut request = Request::builder().uri(path);
+            if let Some(id) = sent {
+                request = request.header("x-request-id", id);
+            }
+            let response = app(routes.clone())
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let got = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            match sent {
+                Some(id) => assert_eq!(got, id),
+                None => assert!(got.starts_with("req_"), "{got}"),
+            }
+        }
     }
 
     #[test]

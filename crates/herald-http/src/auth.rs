@@ -5,17 +5,23 @@
 //! the scope.
 //!
 //! ```ignore
-//! async fn create(Authorized(caller, ..): Authorized<scope::EndpointsWrite>, …)
+//! async fn create(Authorized(caller, _): Authorized<scope::EndpointsWrite>, …)
 //! ```
+//!
+//! The [`Caller`] it yields carries what the audit trail records: the key, the source
+//! address and the request id.
 
+use crate::app::RequestId;
 use crate::error::ApiError;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use herald_core::apikey::Scope;
 use herald_core::clock::SharedClock;
+use herald_kafka::audit::Actor;
 use herald_kafka::keys::{KeysView, Principal};
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 
 /// A scope a route requires, as a type (see [`scope`]).
 pub trait RequiredScope: Send + Sync + 'static {
@@ -46,12 +52,41 @@ pub mod scope {
     );
 }
 
+/// Who is calling: the key's principal, where the request came from and its id. Derefs to
+/// the principal.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// The peer address (empty when the server runs without connection info, as in tests).
+    pub source_ip: String,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl Caller {
+    /// The audit trail's view of the caller.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.principal.key_id.to_string(),
+            source_ip: self.source_ip.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
 /// The authenticated caller, holding scope `S`.
-pub struct Authorized<S>(pub Principal, pub PhantomData<S>);
+pub struct Authorized<S>(pub Caller, pub PhantomData<S>);
 
 impl<S> Authorized<S> {
     /// The caller.
-    pub fn principal(self) -> Principal {
+    pub fn caller(self) -> Caller {
         self.0
     }
 }
@@ -68,7 +103,23 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let keys = KeysView::from_ref(state);
         let now = SharedClock::from_ref(state).now_ms();
-        require(&keys, &parts.headers, S::SCOPE, now).map(|p| Authorized(p, PhantomData))
+        let principal = require(&keys, &parts.headers, S::SCOPE, now)?;
+        let source_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_default();
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default();
+        let caller = Caller {
+            principal,
+            source_ip,
+            request_id,
+        };
+        Ok(Authorized(caller, PhantomData))
     }
 }
 

@@ -22,5 +22,5 @@ pub mod error;
 pub mod metrics;
 
 pub use app::{app, serve};
-pub use auth::{scope, Authorized};
+pub use auth::{scope, Authorized, Caller};
 pub use error::ApiError;

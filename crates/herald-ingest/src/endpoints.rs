@@ -241,6 +241,7 @@ pub async fn create(
     state
         .audit(
             &principal,
+            &endpoint.tenant,
             "endpoint.created",
             endpoint.id.as_str(),
             json!({"url": endpoint.url}),
@@ -312,6 +313,7 @@ pub async fn update(
     state
         .audit(
             &principal,
+            &endpoint.tenant,
             "endpoint.updated",
             id.as_str(),
             json!({"enabled": endpoint.enabled}),
@@ -346,6 +348,7 @@ pub async fn rotate(
     state
         .audit(
             &principal,
+            &endpoint.tenant,
             "endpoint.secret_rotated",
             id.as_str(),
             json!({"overlap_ms": overlap_ms}),
@@ -370,7 +373,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    current(&state, &headers, &id)?;
+    let entry = current(&state, &headers, &id)?;
     // The health records first: if the second write fails, nothing is deleted yet.
     let health_key = herald_kafka::endpoints::health_key(&id);
     state
@@ -391,7 +394,13 @@ pub async fn delete(
         tracing::warn!(endpoint_id = %id, "Endpoint deletion written but not yet read back.");
     }
     state
-        .audit(&principal, "endpoint.deleted", id.as_str(), json!({}))
+        .audit(
+            &principal,
+            &entry.endpoint.tenant,
+            "endpoint.deleted",
+            id.as_str(),
+            json!({}),
+        )
         .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -136,7 +136,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = auth.map_err(rejected)?.principal();
+    let principal = auth.map_err(rejected)?.caller();
     let item: EventIn = body::json(&headers, body, state.config.max_body_bytes)
         .await
         .map_err(rejected)?;
@@ -156,7 +156,7 @@ pub async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let principal = auth.map_err(rejected)?.principal();
+    let principal = auth.map_err(rejected)?.caller();
     let batch: BatchIn = body::json(&headers, body, state.config.max_body_bytes)
         .await
         .map_err(rejected)?;

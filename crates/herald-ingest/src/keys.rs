@@ -121,6 +121,7 @@ pub async fn create(
     state
         .audit(
             &principal,
+            &record.tenant,
             "key.created",
             &record.id,
             json!({"scopes": record.scopes}),
@@ -150,7 +151,13 @@ pub async fn revoke(
     record.revoked_at_ms = state.clock.now_ms();
     store(&state, &record).await?;
     state
-        .audit(&principal, "key.revoked", &record.id, json!({}))
+        .audit(
+            &principal,
+            &record.tenant,
+            "key.revoked",
+            &record.id,
+            json!({}),
+        )
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -185,6 +192,7 @@ pub async fn roll(
     state
         .audit(
             &principal,
+            &old.tenant,
             "key.rolled",
             &old.id,
             json!({"new_key": record.id}),

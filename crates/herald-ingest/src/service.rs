@@ -97,14 +97,19 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
     keys::store(state, &record)
         .await
         .map_err(|e| Error::Bootstrap(e.message))?;
-    let system = Principal {
-        key_id: token.id.clone(),
-        scopes: vec![],
-        tenant: String::new(),
+    let system = herald_http::Caller {
+        principal: Principal {
+            key_id: token.id.clone(),
+            scopes: vec![],
+            tenant: String::new(),
+        },
+        source_ip: String::new(),
+        request_id: String::new(),
     };
     state
         .audit(
             &system,
+            "",
             "key.bootstrapped",
             &record.id,
             serde_json::json!({}),

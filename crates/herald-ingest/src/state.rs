@@ -4,9 +4,10 @@ use crate::IngestConfig;
 use axum::extract::FromRef;
 use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
+use herald_http::Caller;
 use herald_kafka::audit::AuditLog;
 use herald_kafka::endpoints::EndpointsView;
-use herald_kafka::keys::{KeysView, Principal};
+use herald_kafka::keys::KeysView;
 use herald_kafka::Producer;
 
 /// The shared state of the ingest and admin routes.
@@ -34,18 +35,20 @@ impl FromRef<IngestState> for SharedClock {
 }
 
 impl IngestState {
-    /// Appends to the audit trail what `actor` did. The change is already durable when this
-    /// runs, so a failed write (logged and counted by [`AuditLog`]) does not fail the request.
+    /// Appends to the audit trail what `caller` did to `target` of `tenant`. The change is
+    /// already durable when this runs, so a failed write (logged and counted by
+    /// [`AuditLog`]) does not fail the request.
     pub async fn audit(
         &self,
-        actor: &Principal,
+        caller: &Caller,
+        tenant: &str,
         action: &str,
         target: &str,
         detail: serde_json::Value,
     ) {
         let log = AuditLog::new(self.producer.clone(), &self.topics, self.clock.clone());
         let _ = log
-            .record(actor.key_id.as_str(), action, target, detail)
+            .record(&caller.actor(), tenant, action, target, detail)
             .await;
     }
 }

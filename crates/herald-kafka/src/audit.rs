@@ -13,6 +13,27 @@ use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
 use herald_proto::{v1, Message};
 
+/// Who acted, and from where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// Key id, `system:<service>` or `cli:<user>`.
+    pub id: String,
+    /// Source address of the request (empty outside HTTP).
+    pub source_ip: String,
+    /// The request's id (empty outside HTTP).
+    pub request_id: String,
+}
+
+impl Actor {
+    /// An actor without a request: a service (`system:dispatcher`) or a CLI user.
+    pub fn named(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
+    }
+}
+
 /// Appends records to the audit topic.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -31,20 +52,25 @@ impl AuditLog {
         }
     }
 
-    /// Writes one record (keyed by actor) and waits for the broker's acknowledgement.
+    /// Writes one record (keyed by actor) of what `actor` did to `target` of `tenant` (empty:
+    /// none, or every tenant), and waits for the broker's acknowledgement.
     pub async fn record(
         &self,
-        actor: &str,
+        actor: &Actor,
+        tenant: &str,
         action: &str,
         target: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
         let record = v1::AuditRecord {
-            actor: actor.to_owned(),
+            actor: actor.id.clone(),
             action: action.to_owned(),
             target: target.to_owned(),
             at_ms: self.clock.now_ms(),
             detail_json: detail.to_string(),
+            tenant: tenant.to_owned(),
+            source_ip: actor.source_ip.clone(),
+            request_id: actor.request_id.clone(),
         };
         let sent = self
             .producer
@@ -56,7 +82,7 @@ impl AuditLog {
             .await;
         if let Err(err) = &sent {
             metrics::counter!("herald_audit_write_failures_total").increment(1);
-            tracing::error!(%actor, %action, %target, error = %err, "Audit record not written.");
+            tracing::error!(actor = %actor.id, %action, %target, error = %err, "Audit record not written.");
         }
         sent.map(|_| ())
     }

@@ -90,7 +90,7 @@ async fn create(
     let input: ReplayRequest = body::json(&headers, body, state.max_body_bytes).await?;
     let started = state
         .replays
-        .start(&input, caller.key_id.as_str())
+        .start(&input, &caller.actor())
         .await
         .map_err(api_error)?;
     Ok(match started {
@@ -133,7 +133,7 @@ async fn resume(
     parse_replay_id(&id).map_err(bad_id)?;
     match state
         .replays
-        .resume(&id, caller.key_id.as_str())
+        .resume(&id, &caller.actor())
         .await
         .map_err(api_error)?
     {

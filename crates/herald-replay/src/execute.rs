@@ -75,7 +75,8 @@ impl Replayer {
                     .set(1.0);
                 self.store
                     .audit(
-                        &run.actor,
+                        &herald_kafka::audit::Actor::named(run.actor.clone()),
+                        &crate::run::run_tenant(&run),
                         "replay.finished",
                         &run.id,
                         serde_json::json!({"redriven": run.redriven, "skipped": run.skipped, "scanned": run.scanned}),

@@ -205,6 +205,15 @@ pub struct ReplaySpec {
 }
 
 impl ReplaySpec {
+    /// The tenant the spec is limited to (empty: every tenant).
+    pub fn tenant(&self) -> &str {
+        let tenant = match &self.selection {
+            Selection::Dlq(f) => &f.tenant,
+            Selection::Events(f) => &f.tenant,
+        };
+        tenant.as_deref().unwrap_or("")
+    }
+
     /// `dlq` or `events`.
     pub fn kind(&self) -> &'static str {
         match self.selection {

@@ -11,6 +11,7 @@ use herald_core::clock::SharedClock;
 use herald_core::ids::ReplayId;
 use herald_core::outcome::AttemptOutcome;
 use herald_core::run::RunState;
+use herald_kafka::audit::Actor;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::scan::{self, Ranges, Scanner};
 use herald_kafka::{KafkaConfig, Producer};
@@ -242,7 +243,7 @@ impl Replayer {
         &self,
         spec: &ReplaySpec,
         plan: &Plan,
-        actor: &str,
+        actor: &Actor,
         id: Option<ReplayId>,
     ) -> Result<v1::ReplayProgress> {
         let now = self.store.clock.now_ms();
@@ -263,7 +264,7 @@ impl Replayer {
         let run = v1::ReplayProgress {
             id: id.clone(),
             kind: spec.kind().to_owned(),
-            actor: actor.to_owned(),
+            actor: actor.id.clone(),
             spec_json: serde_json::to_string(spec).expect("spec serializes"),
             state: RunState::Running.as_str().into(),
             created_at_ms: now,
@@ -290,6 +291,7 @@ impl Replayer {
         self.store
             .audit(
                 actor,
+                spec.tenant(),
                 "replay.started",
                 &id,
                 serde_json::json!({"spec": spec, "planned": plan.to_redrive, "skipped": plan.skipped, "by_endpoint": plan.by_endpoint}),
@@ -333,7 +335,7 @@ impl Replayer {
     pub async fn resume(
         &self,
         id: &ReplayId,
-        actor: &str,
+        actor: &Actor,
         rate_per_second: Option<f64>,
     ) -> Result<v1::ReplayProgress> {
         let mut run = self.resumable(id.as_str())?;
@@ -348,6 +350,7 @@ impl Replayer {
         self.store
             .audit(
                 actor,
+                &run_tenant(&run),
                 "replay.resumed",
                 &run.id,
                 serde_json::json!({"redriven_before": run.redriven}),
@@ -355,6 +358,13 @@ impl Replayer {
             .await?;
         Ok(run)
     }
+}
+
+/// The tenant a run's spec is limited to (empty: every tenant, or an unreadable spec).
+pub(crate) fn run_tenant(run: &v1::ReplayProgress) -> String {
+    serde_json::from_str::<ReplaySpec>(&run.spec_json)
+        .map(|spec| spec.tenant().to_owned())
+        .unwrap_or_default()
 }
 
 /// A one-line summary of a run's state, for logs and the CLI.

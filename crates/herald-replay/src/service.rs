@@ -4,6 +4,7 @@
 use crate::request::ReplayRequest;
 use crate::{Plan, Replayer, Result, RunsView};
 use herald_core::clock::SharedClock;
+use herald_kafka::audit::Actor;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::{KafkaConfig, Producer};
 use herald_proto::v1;
@@ -96,7 +97,7 @@ impl Replays {
 
     /// Plans `request` and, unless it is a dry run, starts it for `actor` in the background.
     /// A repeated client-chosen id returns the run it made.
-    pub async fn start(&self, request: &ReplayRequest, actor: &str) -> Result<Started> {
+    pub async fn start(&self, request: &ReplayRequest, actor: &Actor) -> Result<Started> {
         let spec = request.spec(self.clock.now_ms())?;
         let id = request.run_id()?;
         let replayer = self.replayer().await?;
@@ -116,7 +117,7 @@ impl Replays {
 
     /// Resumes interrupted run `id` for `actor` in the background. `Ok(None)` when a run is
     /// already executing in this process.
-    pub async fn resume(&self, id: &str, actor: &str) -> Result<Option<v1::ReplayProgress>> {
+    pub async fn resume(&self, id: &str, actor: &Actor) -> Result<Option<v1::ReplayProgress>> {
         let id = crate::filter::parse_replay_id(id)?;
         let replayer = self.replayer().await?;
         if self.running.try_lock().is_err() {

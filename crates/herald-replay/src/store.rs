@@ -6,6 +6,7 @@ use crate::state::{marker_key, run_key, RunsView};
 use crate::{Error, Result};
 use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
+use herald_kafka::audit::Actor;
 use herald_kafka::Producer;
 use herald_proto::{v1, Message};
 use std::time::Duration;
@@ -54,13 +55,14 @@ impl Store {
     /// and counted it), and the caller must not act without it.
     pub async fn audit(
         &self,
-        actor: &str,
+        actor: &Actor,
+        tenant: &str,
         action: &str,
         target: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
         herald_kafka::audit::AuditLog::new(self.producer.clone(), &self.topics, self.clock.clone())
-            .record(actor, action, target, detail)
+            .record(actor, tenant, action, target, detail)
             .await?;
         Ok(())
     }

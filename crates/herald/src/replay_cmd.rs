@@ -252,11 +252,11 @@ async fn open(
     Ok((replayer, shared))
 }
 
-fn actor() -> String {
+fn actor() -> herald_kafka::audit::Actor {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
+    herald_kafka::audit::Actor::named(format!("cli:{user}"))
 }
 
 fn print_plan(plan: &Plan) {
