@@ -12,6 +12,7 @@ mod chaos_receiver;
 mod crash;
 mod delivery;
 mod edits;
+mod evidence;
 mod failover;
 mod health;
 mod kafka_in;

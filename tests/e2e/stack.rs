@@ -116,6 +116,11 @@ impl Stack {
         self.broker.restart();
     }
 
+    /// The environment the stack's services run with (for CLI commands against it).
+    pub fn env(&self) -> &[(&'static str, String)] {
+        &self.env
+    }
+
     /// Posts events in batches of 100, each with its own idempotency key, re-posting items
     /// answered 503 (as a careful producer would: same key, same event); returns the ids.
     pub fn post_events(&self, count: usize, kind: &str) -> Vec<String> {

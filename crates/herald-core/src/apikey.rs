@@ -15,17 +15,19 @@ pub enum Scope {
     KeysAdmin,
     ReplayRun,
     DeliveriesRead,
+    AuditRead,
 }
 
 impl Scope {
     /// Every scope, in a stable order.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::EventsWrite,
         Scope::EndpointsRead,
         Scope::EndpointsWrite,
         Scope::KeysAdmin,
         Scope::ReplayRun,
         Scope::DeliveriesRead,
+        Scope::AuditRead,
     ];
 
     /// The scope's name as written in keys and errors (`events:write`, …).
@@ -37,6 +39,7 @@ impl Scope {
             Scope::KeysAdmin => "keys:admin",
             Scope::ReplayRun => "replay:run",
             Scope::DeliveriesRead => "deliveries:read",
+            Scope::AuditRead => "audit:read",
         }
     }
 

@@ -4,7 +4,7 @@
 //! handler runs: 401 for a missing, unknown, expired or revoked key, 403 for a key without
 //! the scope.
 //!
-//! ```ignore
+//! ```text
 //! async fn create(Authorized(caller, _): Authorized<scope::EndpointsWrite>, …)
 //! ```
 //!
@@ -49,6 +49,7 @@ pub mod scope {
         KeysAdmin,
         ReplayRun,
         DeliveriesRead,
+        AuditRead,
     );
 }
 

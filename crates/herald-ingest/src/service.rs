@@ -81,14 +81,25 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
     };
     let token = ApiKeyToken::parse(text)
         .map_err(|_| Error::Bootstrap("not a hk_<id>_<secret> token".into()))?;
-    if state.keys.get(&token.id).is_some() {
+    let all: Vec<String> = Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect();
+    if let Some(existing) = state.keys.get(&token.id) {
+        // The bootstrap key holds every scope, also those a newer version added.
+        if existing.scopes == all || existing.revoked_at_ms != 0 {
+            return Ok(());
+        }
+        let mut record = existing;
+        record.scopes = all;
+        keys::store(state, &record)
+            .await
+            .map_err(|e| Error::Bootstrap(e.message))?;
+        tracing::info!(key_id = %record.id, "Bootstrap admin key given the scopes added since it was registered.");
         return Ok(());
     }
     let record = v1::KeyRecord {
         id: token.id.to_string(),
         name: "bootstrap".into(),
         token_sha256: token.hash(),
-        scopes: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+        scopes: all,
         created_at_ms: state.clock.now_ms(),
         expires_at_ms: 0,
         revoked_at_ms: 0,

@@ -37,6 +37,10 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq_cmd::DlqAction,
     },
+    /// The delivery log: did an event reach its endpoints, and an endpoint's attempts.
+    Deliveries(crate::evidence_cmd::DeliveriesArgs),
+    /// The audit trail: who did what, when, from where; export as JSON lines or CSV.
+    Audit(crate::evidence_cmd::AuditArgs),
     /// Manage Herald's topics.
     Topics {
         #[command(subcommand)]

@@ -5,6 +5,7 @@ use crate::observability::DispatcherProbe;
 use anyhow::{anyhow, Context, Result};
 use herald_core::clock::SharedClock;
 use herald_core::sealing::MasterKey;
+use herald_evidence::api::EvidenceState;
 use herald_ingest::IngestDeps;
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::keys::KeysView;
@@ -84,6 +85,12 @@ pub async fn start_ingest(
         keys: shared.keys.clone(),
         max_body_bytes: config.ingest.max_body_bytes,
     };
+    let evidence = EvidenceState {
+        kafka: config.kafka.clone(),
+        keys: shared.keys.clone(),
+        endpoints: shared.endpoints.clone(),
+        clock: SharedClock::system(),
+    };
     let listener = tokio::net::TcpListener::bind(config.ingest.listen)
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
@@ -94,7 +101,7 @@ pub async fn start_ingest(
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
         clock: SharedClock::system(),
-        routes: herald_replay::api::router(replays),
+        routes: herald_replay::api::router(replays).merge(herald_evidence::api::router(evidence)),
         unmetered: crate::observability::metrics_router(metrics),
         listening: Box::new(move |addr| {
             let _ = started.send(addr);
