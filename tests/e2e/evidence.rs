@@ -221,3 +221,109 @@ fn the_delivery_log_and_the_audit_trail_answer_an_admin() {
     assert_ne!(code, Some(0));
     assert!(err.contains("--endpoint"), "{err}");
 }
+
+#[test]
+fn a_test_delivery_is_signed_answered_at_once_and_recorded() {
+    let receiver = Receiver::answering("127.0.0.1:0".parse().unwrap(), answer);
+    let stack = Stack::start("test-delivery", &[]);
+    let api = &stack.api;
+    let (ok_id, ok_secret) = api.create_endpoint(&format!("http://{}/ok", receiver.addr), &[]);
+    let (down_id, _) = api.create_endpoint(&format!("http://{}/down", receiver.addr), &[]);
+    // Outside the allow-list (127.0.0.0/8 in the tests): refused by the same SSRF guard.
+    let (internal_id, _) = api.create_endpoint("http://10.255.255.1:9/hook", &[]);
+
+    let (status, ok) = api.post(
+        &format!("/v1/endpoints/{ok_id}/test"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{ok}");
+    assert_eq!(
+        (ok["success"].as_bool(), ok["status"].as_u64()),
+        (Some(true), Some(204)),
+        "{ok}"
+    );
+    assert!(ok["latency_ms"].is_u64());
+    let got = receiver.on("/ok");
+    assert_eq!(got.len(), 1, "delivered synchronously, before the answer");
+    assert_eq!(
+        got[0].headers["webhook-id"],
+        ok["event_id"].as_str().unwrap()
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "herald.test");
+    assert_eq!(body["data"]["endpoint_id"], ok_id.as_str());
+    assert_eq!(
+        verify_with_python(&got, &ok_secret),
+        1,
+        "the official verifier accepts it"
+    );
+
+    let (status, down) = api.post(
+        &format!("/v1/endpoints/{down_id}/test"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{down}");
+    assert_eq!(
+        (down["success"].as_bool(), down["status"].as_u64()),
+        (Some(false), Some(500))
+    );
+    assert_eq!(down["response_excerpt"], "ok");
+    let (status, refused) = api.post(
+        &format!("/v1/endpoints/{internal_id}/test"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{refused}");
+    assert_eq!(refused["class"], "forbidden", "{refused}");
+    assert_eq!(refused["success"], false);
+
+    let (status, _) = api.post("/v1/endpoints/evt_wrong_kind/test", &serde_json::json!({}));
+    assert_eq!(status, 400);
+    let missing = herald_core::ids::EndpointId::generate(1).to_string();
+    let (status, _) = api.post(
+        &format!("/v1/endpoints/{missing}/test"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(status, 404);
+
+    // In the delivery log and the audit trail.
+    let (_, log) = api.get(&format!("/v1/endpoints/{ok_id}/attempts"));
+    let first = &log["data"][0];
+    assert_eq!(
+        (first["event_type"].as_str(), first["status"].as_u64()),
+        (Some("herald.test"), Some(204)),
+        "{log}"
+    );
+    let (_, audit) = api.get("/v1/audit?action=endpoint.tested");
+    let targets: HashSet<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        HashSet::from([ok_id.as_str(), down_id.as_str(), internal_id.as_str()])
+    );
+
+    // The CLI: exit 0 when the receiver accepted, non-zero when it did not.
+    let minute = Duration::from_secs(60);
+    let (code, lines, err) = run_cli(
+        "endpoints-test-ok",
+        &["endpoints", "test", &ok_id],
+        stack.env(),
+        stack.dir.path(),
+        minute,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(lines.iter().any(|l| l.contains("204")), "{lines:?}");
+    let (code, _, err) = run_cli(
+        "endpoints-test-down",
+        &["endpoints", "test", &down_id],
+        stack.env(),
+        stack.dir.path(),
+        minute,
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("did not accept"), "{err}");
+    assert_eq!(receiver.count("/ok"), 2);
+}

@@ -313,7 +313,7 @@ impl Deliverer {
     }
 }
 
-fn summarize(output: &AttemptOutput, attempt: u32) -> v1::AttemptSummary {
+pub(crate) fn summarize(output: &AttemptOutput, attempt: u32) -> v1::AttemptSummary {
     v1::AttemptSummary {
         attempt,
         started_at_ms: output.started_at_ms,

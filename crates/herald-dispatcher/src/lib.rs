@@ -30,7 +30,9 @@
 //! - [`standby`]: one active dispatcher per group under `assignment = "all"` (a lease).
 //! - [`service`]: `run(config, deps, shutdown, drain_deadline)`.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
+//! - [`probe`], [`api`]: test deliveries (`POST /v1/endpoints/{id}/test`).
 
+pub mod api;
 pub mod config;
 pub mod consumer;
 pub mod dedupe;
@@ -41,6 +43,7 @@ pub mod health;
 pub mod hold;
 pub mod inbound;
 pub mod metrics;
+pub mod probe;
 pub mod retry;
 pub mod route;
 pub mod service;
@@ -56,4 +59,4 @@ mod tests;
 
 pub use config::DispatcherConfig;
 pub use error::{Error, Result};
-pub use service::{run, DispatcherDeps};
+pub use service::{outbound, run, DispatcherDeps};

@@ -35,17 +35,9 @@ pub struct DispatcherDeps {
     pub clock: SharedClock,
 }
 
-/// Runs the dispatcher until `shutdown`, then drains: in-flight deliveries finish and their
-/// outcomes are written, offsets are committed; after `drain_deadline` remaining work is
-/// abandoned uncommitted (it will be redelivered, with the same `webhook-id`).
-pub async fn run(
-    config: DispatcherConfig,
-    deps: DispatcherDeps,
-    shutdown: CancellationToken,
-    drain_deadline: Duration,
-) -> Result<()> {
-    config.validate().map_err(Error::Config)?;
-    let policy = config.retry_policy().map_err(Error::Config)?;
+/// Where deliveries go out, from config: the SSRF-guarded HTTP transport behind the
+/// deadline, dressed as configured. Test deliveries use the same.
+pub fn outbound(config: &DispatcherConfig) -> Result<Outbound> {
     let allowed = config
         .allowed_networks
         .iter()
@@ -63,13 +55,27 @@ pub async fn run(
     .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
     // The HTTP client's own timeout ends an attempt at `attempt_timeout`; the deadline is the
     // backstop past it (DNS, a stuck body read), so no attempt can hold its slot for ever.
-    let outbound = Outbound {
+    Ok(Outbound {
         transport: Arc::new(Deadline::new(http, config.attempt_timeout + DEADLINE_GRACE)),
         settings: RequestSettings {
             user_agent: config.user_agent.clone(),
             svix_headers: config.svix_headers,
         },
-    };
+    })
+}
+
+/// Runs the dispatcher until `shutdown`, then drains: in-flight deliveries finish and their
+/// outcomes are written, offsets are committed; after `drain_deadline` remaining work is
+/// abandoned uncommitted (it will be redelivered, with the same `webhook-id`).
+pub async fn run(
+    config: DispatcherConfig,
+    deps: DispatcherDeps,
+    shutdown: CancellationToken,
+    drain_deadline: Duration,
+) -> Result<()> {
+    config.validate().map_err(Error::Config)?;
+    let policy = config.retry_policy().map_err(Error::Config)?;
+    let outbound = outbound(&config)?;
     let abort = CancellationToken::new();
     let writer = OutcomeWriter {
         producer: deps.producer.clone(),

@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq_cmd::DlqAction,
     },
+    /// Endpoints: send a signed test delivery and see what the receiver answered.
+    Endpoints {
+        #[command(subcommand)]
+        action: crate::endpoints_cmd::EndpointsAction,
+    },
     /// The delivery log: did an event reach its endpoints, and an endpoint's attempts.
     Deliveries(crate::evidence_cmd::DeliveriesArgs),
     /// The audit trail: who did what, when, from where; export as JSON lines or CSV.

@@ -10,7 +10,7 @@
 //! - [`services`]: topics, producer and views, ingest and dispatcher from one config.
 //! - [`observability`]: logs, the metrics recorder, `/metrics`, `/healthz`, `/readyz`.
 //! - [`broker`]: the embedded broker (tansu) behind `herald dev` and `herald broker`.
-//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`evidence_cmd`], [`status_cmd`]: the commands.
+//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`status_cmd`]: the commands.
 //! - [`prometheus`]: the Prometheus text format, read.
 
 pub mod broker;
@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod dlq_cmd;
+pub mod endpoints_cmd;
 pub mod evidence_cmd;
 pub mod observability;
 pub mod prometheus;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status_cmd::run(config, args).await,
         Command::Replay { action } => replay_cmd::run(config, action).await,
         Command::Dlq { action } => dlq_cmd::run(config, action).await,
+        Command::Endpoints { action } => endpoints_cmd::run(config, action).await,
         Command::Deliveries(args) => evidence_cmd::deliveries(config, args).await,
         Command::Audit(args) => evidence_cmd::audit(config, args).await,
         Command::Topics { action } => topics(config, action).await,

@@ -5,6 +5,8 @@ use crate::observability::DispatcherProbe;
 use anyhow::{anyhow, Context, Result};
 use herald_core::clock::SharedClock;
 use herald_core::sealing::MasterKey;
+use herald_dispatcher::api::ProbeState;
+use herald_dispatcher::probe::Prober;
 use herald_evidence::api::EvidenceState;
 use herald_ingest::IngestDeps;
 use herald_kafka::endpoints::EndpointsView;
@@ -91,6 +93,11 @@ pub async fn start_ingest(
         endpoints: shared.endpoints.clone(),
         clock: SharedClock::system(),
     };
+    let probe = ProbeState {
+        prober: prober(config, shared)?,
+        endpoints: shared.endpoints.clone(),
+        keys: shared.keys.clone(),
+    };
     let listener = tokio::net::TcpListener::bind(config.ingest.listen)
         .await
         .with_context(|| format!("ingest.listen: cannot bind {}", config.ingest.listen))?;
@@ -101,7 +108,9 @@ pub async fn start_ingest(
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
         clock: SharedClock::system(),
-        routes: herald_replay::api::router(replays).merge(herald_evidence::api::router(evidence)),
+        routes: herald_replay::api::router(replays)
+            .merge(herald_evidence::api::router(evidence))
+            .merge(herald_dispatcher::api::router(probe)),
         unmetered: crate::observability::metrics_router(metrics),
         listening: Box::new(move |addr| {
             let _ = started.send(addr);
@@ -123,6 +132,16 @@ pub async fn start_ingest(
         .context("ingest task")?
         .context("starting ingest")?;
     anyhow::bail!("ingest stopped before serving")
+}
+
+/// Test deliveries through the dispatcher's transport, as configured.
+pub fn prober(config: &HeraldConfig, shared: &Shared) -> Result<Prober> {
+    Ok(Prober {
+        outbound: herald_dispatcher::outbound(&config.dispatcher)?,
+        producer: shared.producer.clone(),
+        topics: config.kafka.topics(),
+        clock: SharedClock::system(),
+    })
 }
 
 /// Runs the dispatcher until `shutdown`, draining within the configured deadline.
