@@ -17,6 +17,7 @@ mod failover;
 mod health;
 mod kafka_in;
 mod kafka_topics;
+mod keys;
 mod large;
 mod observability;
 mod replay;

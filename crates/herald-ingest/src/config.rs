@@ -1,7 +1,9 @@
 //! Ingest settings.
 
+use herald_core::duration::serde_human;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Where ingest listens and what it accepts. `Debug` leaves the bootstrap key out.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -17,9 +19,21 @@ pub struct IngestConfig {
     /// endpoint is held in every service's memory and checked for every event.
     #[serde(default = "default_max_endpoints_per_tenant")]
     pub max_endpoints_per_tenant: usize,
+    /// How long a new API key is valid unless the request says otherwise (`never_expires`
+    /// must be asked for explicitly, and is flagged).
+    #[serde(default = "default_key_ttl", with = "serde_human")]
+    pub key_ttl: Duration,
+    /// Keys older than this are flagged `rotation_due` (and counted in
+    /// `herald_api_keys_rotation_due`).
+    #[serde(default = "default_key_ttl", with = "serde_human")]
+    pub key_rotation_period: Duration,
     /// A full `hk_…` token registered with every scope at first start (bootstrap admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_key: Option<String>,
+}
+
+fn default_key_ttl() -> Duration {
+    Duration::from_secs(90 * 86_400)
 }
 
 fn default_max_endpoints_per_tenant() -> usize {
@@ -33,6 +47,8 @@ impl std::fmt::Debug for IngestConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch", &self.max_batch)
             .field("max_endpoints_per_tenant", &self.max_endpoints_per_tenant)
+            .field("key_ttl", &self.key_ttl)
+            .field("key_rotation_period", &self.key_rotation_period)
             .field(
                 "bootstrap_key",
                 &self.bootstrap_key.as_ref().map(|_| "<redacted>"),
@@ -49,6 +65,8 @@ impl IngestConfig {
             max_body_bytes: 1 << 20,
             max_batch: 100,
             max_endpoints_per_tenant: default_max_endpoints_per_tenant(),
+            key_ttl: default_key_ttl(),
+            key_rotation_period: default_key_ttl(),
             bootstrap_key: None,
         }
     }
@@ -63,6 +81,13 @@ impl IngestConfig {
         }
         if !(1..=100_000).contains(&self.max_endpoints_per_tenant) {
             return Err("ingest.max_endpoints_per_tenant: must be between 1 and 100000".into());
+        }
+        let day = Duration::from_secs(86_400);
+        if !(day..=day * 3_650).contains(&self.key_ttl) {
+            return Err("ingest.key_ttl: must be between 1d and 3650d".into());
+        }
+        if !(day..=day * 3_650).contains(&self.key_rotation_period) {
+            return Err("ingest.key_rotation_period: must be between 1d and 3650d".into());
         }
         if let Some(key) = &self.bootstrap_key {
             herald_core::apikey::ApiKeyToken::parse(key).map_err(|_| {

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use herald_core::apikey::{ApiKeyToken, Scope};
 use herald_core::ids::KeyId;
-use herald_http::{body, scope, ApiError, Authorized};
+use herald_http::{body, scope, ApiError, Authorized, Caller};
 use herald_proto::{v1, Message};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,7 +27,11 @@ pub fn routes() -> Router<IngestState> {
 struct CreateIn {
     name: String,
     scopes: Vec<String>,
+    /// Default: `ingest.key_ttl` (90 days).
     expires_in_seconds: Option<u64>,
+    /// A key that never expires, only when asked for (and flagged in every listing).
+    #[serde(default)]
+    never_expires: bool,
     #[serde(default)]
     tenant: String,
 }
@@ -38,7 +42,12 @@ struct RollIn {
     overlap_seconds: Option<u64>,
 }
 
-fn to_json(record: &v1::KeyRecord) -> Value {
+fn to_json(record: &v1::KeyRecord, state: &IngestState) -> Value {
+    let now = state.clock.now_ms();
+    let live =
+        record.revoked_at_ms == 0 && (record.expires_at_ms == 0 || record.expires_at_ms > now);
+    let age_ms = (now - record.created_at_ms).max(0);
+    let rotation_ms = state.config.key_rotation_period.as_millis() as i64;
     json!({
         "id": record.id,
         "name": record.name,
@@ -47,7 +56,21 @@ fn to_json(record: &v1::KeyRecord) -> Value {
         "created_at_ms": record.created_at_ms,
         "expires_at_ms": (record.expires_at_ms != 0).then_some(record.expires_at_ms),
         "revoked_at_ms": (record.revoked_at_ms != 0).then_some(record.revoked_at_ms),
+        "never_expires": record.expires_at_ms == 0,
+        "state": if record.revoked_at_ms != 0 { "revoked" } else if live { "active" } else { "expired" },
+        "age_days": age_ms / 86_400_000,
+        "rotation_due": live && age_ms >= rotation_ms,
     })
+}
+
+/// 404 for a key a tenant-limited caller may not see (another tenant's, or an untenanted
+/// one).
+fn visible(record: v1::KeyRecord, caller: &Caller) -> Result<v1::KeyRecord, ApiError> {
+    if caller.tenant.is_empty() || record.tenant == caller.tenant {
+        Ok(record)
+    } else {
+        Err(ApiError::not_found(format!("no key {}", record.id)))
+    }
 }
 
 /// Writes a key record and applies it locally.
@@ -110,13 +133,41 @@ pub async fn create(
         return Err(ApiError::invalid("scopes: name at least one scope"));
     }
     for scope in &input.scopes {
-        Scope::parse(scope).map_err(|e| ApiError::invalid(format!("scopes: {e}")))?;
+        let scope = Scope::parse(scope).map_err(|e| ApiError::invalid(format!("scopes: {e}")))?;
+        if !principal.has(scope) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("scopes: a key cannot grant `{scope}`, which it lacks itself"),
+            ));
+        }
+    }
+    let mut tenant = input.tenant;
+    if !principal.tenant.is_empty() {
+        if tenant.is_empty() {
+            tenant = principal.tenant.clone();
+        } else if tenant != principal.tenant {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "tenant: a key limited to a tenant creates keys for that tenant only",
+            ));
+        }
+    }
+    if input.never_expires && input.expires_in_seconds.is_some() {
+        return Err(ApiError::invalid(
+            "never_expires: cannot be combined with expires_in_seconds",
+        ));
     }
     let now = state.clock.now_ms();
-    let expires = input
-        .expires_in_seconds
-        .map_or(0, |s| now + s.min(10 * 365 * 86_400) as i64 * 1_000);
-    let (record, token) = mint(input.name, input.scopes, input.tenant, expires, now);
+    let ttl_s = state.config.key_ttl.as_secs();
+    let expires = match (input.never_expires, input.expires_in_seconds) {
+        (true, _) => 0,
+        (false, seconds) => {
+            now + seconds.unwrap_or(ttl_s).clamp(1, 10 * 365 * 86_400) as i64 * 1_000
+        }
+    };
+    let (record, token) = mint(input.name, input.scopes, tenant, expires, now);
     store(&state, &record).await?;
     state
         .audit(
@@ -124,20 +175,27 @@ pub async fn create(
             &record.tenant,
             "key.created",
             &record.id,
-            json!({"scopes": record.scopes}),
+            json!({"scopes": record.scopes, "never_expires": expires == 0, "expires_at_ms": expires}),
         )
         .await;
-    let mut out = to_json(&record);
+    let mut out = to_json(&record, &state);
     out["token"] = json!(token.expose());
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// `GET /v1/keys`.
+/// `GET /v1/keys`: every key the caller may see, with age, expiry and whether rotation is
+/// due.
 pub async fn list(
-    _: Authorized<scope::KeysAdmin>,
+    Authorized(caller, _): Authorized<scope::KeysAdmin>,
     State(state): State<IngestState>,
 ) -> Result<Json<Value>, ApiError> {
-    let data: Vec<Value> = state.keys.list().iter().map(to_json).collect();
+    let data: Vec<Value> = state
+        .keys
+        .list()
+        .into_iter()
+        .filter(|r| caller.tenant.is_empty() || r.tenant == caller.tenant)
+        .map(|r| to_json(&r, &state))
+        .collect();
     Ok(Json(json!({"data": data})))
 }
 
@@ -147,7 +205,10 @@ pub async fn revoke(
     State(state): State<IngestState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut record = find(&state, &id)?;
+    let mut record = visible(find(&state, &id)?, &principal)?;
+    if record.revoked_at_ms != 0 {
+        return Ok(StatusCode::NO_CONTENT); // already revoked: the first revocation stands
+    }
     record.revoked_at_ms = state.clock.now_ms();
     store(&state, &record).await?;
     state
@@ -172,14 +233,40 @@ pub async fn roll(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input: RollIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
-    let mut old = find(&state, &id)?;
+    let mut old = visible(find(&state, &id)?, &principal)?;
     let now = state.clock.now_ms();
+    if old.revoked_at_ms != 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_revoked",
+            format!(
+                "key {} is revoked; create a new key instead of rolling it",
+                old.id
+            ),
+        ));
+    }
+    if old.expires_at_ms != 0 && old.expires_at_ms <= now {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "key_expired",
+            format!(
+                "key {} has expired; create a new key instead of rolling it",
+                old.id
+            ),
+        ));
+    }
     let overlap_end = now + input.overlap_seconds.unwrap_or(3_600).min(30 * 86_400) as i64 * 1_000;
+    // The new key starts a fresh lifetime; a key that never expired keeps not expiring.
+    let expires = if old.expires_at_ms == 0 {
+        0
+    } else {
+        now + state.config.key_ttl.as_millis() as i64
+    };
     let (record, token) = mint(
         old.name.clone(),
         old.scopes.clone(),
         old.tenant.clone(),
-        old.expires_at_ms,
+        expires,
         now,
     );
     store(&state, &record).await?;
@@ -198,7 +285,7 @@ pub async fn roll(
             json!({"new_key": record.id}),
         )
         .await;
-    let mut out = to_json(&record);
+    let mut out = to_json(&record, &state);
     out["token"] = json!(token.expose());
     out["previous_expires_at_ms"] = json!(old.expires_at_ms);
     Ok((StatusCode::CREATED, Json(out)))

@@ -47,6 +47,7 @@ pub async fn run(
     let probe = state.clone();
     herald_kafka::health::spawn_refresh(
         state.keys.clone(),
+        state.config.key_rotation_period,
         move || {
             let state = probe.clone();
             async move { crate::health::readiness(&state).await }

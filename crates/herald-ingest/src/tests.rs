@@ -491,3 +491,60 @@ async fn run_serves_its_routes_and_others_on_port_0_and_stops_on_shutdown() {
     let stopped = tokio::time::timeout(Duration::from_secs(10), serving).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
 }
+
+#[tokio::test]
+async fn a_key_cannot_create_a_key_wider_than_itself() {
+    let f = fixture();
+    // An admin limited to tenant `acme` with keys:admin and events:write only.
+    let (record, limited) = key(&["keys:admin", "events:write"], 0, 0);
+    let record = v1::KeyRecord {
+        tenant: "acme".into(),
+        ..record
+    };
+    f.state.keys.apply_local(&record);
+    let create = |body: &'static str| {
+        let token = limited.clone();
+        let f = &f;
+        async move { call(f, "POST", "/v1/keys", Some(&token), JSON, body).await }
+    };
+    let (status, body) = create(r#"{"name":"x","scopes":["replay:run"]}"#).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("replay:run"));
+    let (status, body) = create(r#"{"name":"x","scopes":["events:write"],"tenant":"other"}"#).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("tenant:"));
+    // Within its limits it gets as far as the broker (unreachable here).
+    let (status, body) = create(r#"{"name":"x","scopes":["events:write"]}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let (status, body) = call(
+        &f,
+        "POST",
+        "/v1/keys",
+        Some(&f.admin),
+        JSON,
+        r#"{"name":"x","scopes":["events:write"],"never_expires":true,"expires_in_seconds":60}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("never_expires:"));
+}

@@ -129,10 +129,15 @@ pub fn groups_check() -> Check {
     }
 }
 
-/// Refreshes `herald_ready` (through `check`) and `herald_api_keys_expiring` every few
+/// Refreshes `herald_ready` (through `check`), `herald_api_keys_expiring` and
+/// `herald_api_keys_rotation_due` (live keys older than `rotation_period`) every few
 /// seconds until `shutdown`, so they are current without anyone calling `/readyz`.
-pub fn spawn_refresh<F, Fut>(keys: KeysView, check: F, shutdown: CancellationToken)
-where
+pub fn spawn_refresh<F, Fut>(
+    keys: KeysView,
+    rotation_period: Duration,
+    check: F,
+    shutdown: CancellationToken,
+) where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = Report> + Send,
 {
@@ -141,6 +146,8 @@ where
         loop {
             let expiring = keys.expiring_within(crate::now_ms(), KEY_EXPIRY_WINDOW_MS);
             metrics::gauge!("herald_api_keys_expiring", "within" => "7d").set(expiring as f64);
+            let due = keys.rotation_due(crate::now_ms(), rotation_period.as_millis() as i64);
+            metrics::gauge!("herald_api_keys_rotation_due").set(due as f64);
             let report = check().await;
             if was_ready.replace(report.ready) == Some(true) && !report.ready {
                 let failing: Vec<String> = report

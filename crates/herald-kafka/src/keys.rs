@@ -67,14 +67,22 @@ fn fold() -> Apply<KeysState> {
         let Ok(id) = KeyId::parse(&String::from_utf8_lossy(key)) else {
             return;
         };
-        if let Some(old) = state.by_id.remove(&id) {
+        let old = state.by_id.remove(&id);
+        if let Some(old) = &old {
             state.by_hash.remove(&old.token_sha256);
         }
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             return;
         };
         match herald_proto::decode::<v1::KeyRecord>("key", value) {
-            Ok(record) => {
+            Ok(mut record) => {
+                // Revocation is for good: a later write made from a copy read before the
+                // revocation (a roll racing it) cannot bring the key back.
+                if let Some(revoked) = old.map(|o| o.revoked_at_ms).filter(|at| *at != 0) {
+                    if record.revoked_at_ms == 0 || record.revoked_at_ms > revoked {
+                        record.revoked_at_ms = revoked;
+                    }
+                }
                 state
                     .by_hash
                     .insert(record.token_sha256.clone(), id.clone());
@@ -154,6 +162,20 @@ impl KeysView {
         })
     }
 
+    /// Live keys (not revoked, not expired) older than `period_ms` at `now`.
+    pub fn rotation_due(&self, now: UnixMillis, period_ms: i64) -> usize {
+        self.view.read(|s| {
+            s.by_id
+                .values()
+                .filter(|r| {
+                    r.revoked_at_ms == 0
+                        && (r.expires_at_ms == 0 || r.expires_at_ms > now)
+                        && now - r.created_at_ms >= period_ms
+                })
+                .count()
+        })
+    }
+
     /// Keys that expire within `window` of `now` (for the expiry gauge).
     pub fn expiring_within(&self, now: UnixMillis, window_ms: i64) -> usize {
         self.view.read(|s| {
@@ -166,5 +188,41 @@ impl KeysView {
                 })
                 .count()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    fn record(revoked_at_ms: i64, expires_at_ms: i64) -> v1::KeyRecord {
+        v1::KeyRecord {
+            id: "key_01JD8Z6Q3V5XKQ2M9R7T4W1Y0B".into(),
+            token_sha256: "ab".into(),
+            revoked_at_ms,
+            expires_at_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_revocation_stands_against_a_stale_write_racing_it() {
+        let apply = fold();
+        let mut state = KeysState::default();
+        let id = KeyId::parse("key_01JD8Z6Q3V5XKQ2M9R7T4W1Y0B").unwrap();
+        let write = |state: &mut KeysState, r: v1::KeyRecord| {
+            apply(state, r.id.clone().as_bytes(), Some(&r.encode_to_vec()));
+        };
+        write(&mut state, record(0, 0));
+        write(&mut state, record(1_000, 0)); // revoke
+        write(&mut state, record(0, 5_000)); // a roll that read the key before the revocation
+        assert_eq!(state.by_id[&id].revoked_at_ms, 1_000);
+        assert_eq!(
+            state.by_id[&id].expires_at_ms, 5_000,
+            "the rest of the write applies"
+        );
+        write(&mut state, record(3_000, 5_000)); // a later revocation: the first one stands
+        assert_eq!(state.by_id[&id].revoked_at_ms, 1_000);
     }
 }

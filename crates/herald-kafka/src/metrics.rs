@@ -4,6 +4,10 @@
 
 /// Describes every metric of this crate.
 pub fn describe() {
+    metrics::describe_gauge!(
+        "herald_api_keys_rotation_due",
+        "Live API keys older than ingest.key_rotation_period (rotate them)."
+    );
     metrics::describe_counter!(
         "herald_view_syncs_total",
         "Checks that a view holds everything its topic acknowledged up to a moment, by topic."

@@ -154,6 +154,7 @@ pub async fn run_dispatcher(
     let probe = dispatcher_probe(config, shared);
     herald_kafka::health::spawn_refresh(
         shared.keys.clone(),
+        config.ingest.key_rotation_period,
         move || {
             let probe = probe.clone();
             async move { probe.readiness().await }

@@ -39,6 +39,10 @@ impl Api {
         self.send(self.client.get(format!("{}{path}", self.base)))
     }
 
+    pub fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+    }
+
     pub fn patch(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
         self.patch_with(path, body, &[])
     }
