@@ -34,6 +34,11 @@ fn the_delivery_log_and_the_audit_trail_answer_an_admin() {
     let events = stack.post_events(3, "stock.moved");
     receiver.wait_for("/ok", 3, Duration::from_secs(120));
 
+    // The API describes itself.
+    let (status, spec) = api.get("/openapi.json");
+    assert_eq!((status, spec["openapi"].as_str()), (200, Some("3.1.0")));
+    assert!(spec["paths"]["/v1/events/{id}/deliveries"]["get"].is_object());
+
     // One call per event: where each delivery stands, with the receiver's answers.
     let deliveries = |event: &str| -> Vec<Value> {
         let (status, body) = api.get(&format!("/v1/events/{event}/deliveries"));

@@ -12,6 +12,7 @@
 //! - [`broker`]: the embedded broker (tansu) behind `herald dev` and `herald broker`.
 //! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`status_cmd`]: the commands.
 //! - [`prometheus`]: the Prometheus text format, read.
+//! - [`openapi`]: the OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
 
 pub mod broker;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod dlq_cmd;
 pub mod endpoints_cmd;
 pub mod evidence_cmd;
 pub mod observability;
+pub mod openapi;
 pub mod prometheus;
 pub mod replay_cmd;
 pub mod services;

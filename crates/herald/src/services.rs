@@ -110,7 +110,8 @@ pub async fn start_ingest(
         clock: SharedClock::system(),
         routes: herald_replay::api::router(replays)
             .merge(herald_evidence::api::router(evidence))
-            .merge(herald_dispatcher::api::router(probe)),
+            .merge(herald_dispatcher::api::router(probe))
+            .merge(crate::openapi::router()),
         unmetered: crate::observability::metrics_router(metrics),
         listening: Box::new(move |addr| {
             let _ = started.send(addr);
