@@ -20,7 +20,7 @@ use axum::Router;
 use herald_core::endpoint::{validate_filters, validate_url, Endpoint, MAX_DESCRIPTION_CHARS};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
-use herald_http::{body, scope, ApiError, Authorized};
+use herald_http::{body, scope, ApiError, Authorized, Caller};
 use herald_kafka::endpoints::Entry;
 use herald_proto::{convert, Message};
 use serde::Deserialize;
@@ -103,12 +103,25 @@ fn check(url: &str, filters: &[String], description: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The endpoint and its version; 404 when unknown, 412 when `If-Match` names another version.
-fn current(state: &IngestState, headers: &HeaderMap, id: &EndpointId) -> Result<Entry, ApiError> {
-    let entry = state
+/// The endpoint as `caller` may see it: 404 when unknown or another tenant's (a key limited
+/// to a tenant sees only that tenant's endpoints).
+fn visible(state: &IngestState, caller: &Caller, id: &EndpointId) -> Result<Entry, ApiError> {
+    state
         .endpoints
         .get(id)
-        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+        .filter(|e| caller.tenant.is_empty() || e.endpoint.tenant == caller.tenant)
+        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))
+}
+
+/// The endpoint and its version; 404 when unknown (or another tenant's), 412 when `If-Match`
+/// names another version.
+fn current(
+    state: &IngestState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &EndpointId,
+) -> Result<Entry, ApiError> {
+    let entry = visible(state, caller, id)?;
     let Some(expected) = headers.get(IF_MATCH) else {
         return Ok(entry);
     };
@@ -212,8 +225,17 @@ pub async fn create(
     let now = state.clock.now_ms();
     let tenant = if principal.tenant.is_empty() {
         input.tenant
-    } else {
+    } else if input.tenant.is_empty() || input.tenant == principal.tenant {
         principal.tenant.clone()
+    } else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "tenant: this key is limited to tenant `{}`",
+                principal.tenant
+            ),
+        ));
     };
     let limit = state.config.max_endpoints_per_tenant;
     let count = state
@@ -254,7 +276,7 @@ pub async fn create(
 
 /// `GET /v1/endpoints`.
 pub async fn list(
-    _: Authorized<scope::EndpointsRead>,
+    Authorized(caller, _): Authorized<scope::EndpointsRead>,
     State(state): State<IngestState>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now_ms();
@@ -262,6 +284,7 @@ pub async fn list(
         .endpoints
         .list_entries()
         .iter()
+        .filter(|e| caller.tenant.is_empty() || e.endpoint.tenant == caller.tenant)
         .map(|e| to_json(&e.endpoint, e.version, now))
         .collect();
     Ok(Json(json!({"data": data})))
@@ -269,15 +292,12 @@ pub async fn list(
 
 /// `GET /v1/endpoints/{id}`.
 pub async fn get(
-    _: Authorized<scope::EndpointsRead>,
+    Authorized(caller, _): Authorized<scope::EndpointsRead>,
     State(state): State<IngestState>,
     Path(id): Path<String>,
 ) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
     let id = parse_id(&id)?;
-    let entry = state
-        .endpoints
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no endpoint {id}")))?;
+    let entry = visible(&state, &caller, &id)?;
     Ok((
         etag(entry.version),
         Json(to_json(
@@ -298,7 +318,7 @@ pub async fn update(
 ) -> Result<([(axum::http::HeaderName, String); 1], Json<Value>), ApiError> {
     let id = parse_id(&id)?;
     let input: PatchIn = body::json(&headers, body, state.config.max_body_bytes).await?;
-    let entry = current(&state, &headers, &id)?;
+    let entry = current(&state, &principal, &headers, &id)?;
     let mut endpoint = (*entry.endpoint).clone();
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
@@ -338,7 +358,7 @@ pub async fn rotate(
     let id = parse_id(&id)?;
     let input: RotateIn = body::optional_json(&headers, body, state.config.max_body_bytes).await?;
     let overlap_ms = input.overlap_seconds.unwrap_or(86_400).min(30 * 86_400) as i64 * 1_000;
-    let entry = current(&state, &headers, &id)?;
+    let entry = current(&state, &principal, &headers, &id)?;
     let now = state.clock.now_ms();
     let mut endpoint = (*entry.endpoint).clone();
     let previous_expires_at = now + overlap_ms;
@@ -373,7 +393,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let entry = current(&state, &headers, &id)?;
+    let entry = current(&state, &principal, &headers, &id)?;
     // The health records first: if the second write fails, nothing is deleted yet.
     let health_key = herald_kafka::endpoints::health_key(&id);
     state

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use herald_core::clock::SharedClock;
-use herald_http::{body, scope, ApiError, Authorized};
+use herald_http::{body, scope, ApiError, Authorized, Caller};
 use herald_kafka::keys::KeysView;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -76,6 +76,27 @@ pub fn api_error(err: crate::Error) -> ApiError {
     }
 }
 
+/// The tenant a request may name: the caller's own when it is limited to one (a request for
+/// another is 403), anything otherwise.
+fn tenant_for(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    if caller.tenant.is_empty() {
+        return Ok(asked);
+    }
+    match asked {
+        Some(t) if t != caller.tenant => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("tenant: this key is limited to tenant `{}`", caller.tenant),
+        )),
+        _ => Ok(Some(caller.tenant.clone())),
+    }
+}
+
+/// Whether `caller` may see `run` (a tenant-limited key sees its tenant's runs only).
+fn sees(caller: &Caller, run: &herald_proto::v1::ReplayProgress) -> bool {
+    caller.tenant.is_empty() || crate::run::run_tenant(run) == caller.tenant
+}
+
 fn bad_id(err: crate::Error) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", err.to_string())
 }
@@ -87,7 +108,8 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let input: ReplayRequest = body::json(&headers, body, state.max_body_bytes).await?;
+    let mut input: ReplayRequest = body::json(&headers, body, state.max_body_bytes).await?;
+    input.tenant = tenant_for(&caller, input.tenant.take())?;
     let started = state
         .replays
         .start(&input, &caller.actor())
@@ -102,17 +124,22 @@ async fn create(
 
 /// `GET /v1/replays`.
 async fn list(
-    _: Authorized<scope::ReplayRun>,
+    Authorized(caller, _): Authorized<scope::ReplayRun>,
     State(state): State<ReplayState>,
 ) -> Result<Json<Value>, ApiError> {
     let runs = state.replays.runs().await.map_err(api_error)?;
-    let data: Vec<Value> = runs.list().iter().map(run_json).collect();
+    let data: Vec<Value> = runs
+        .list()
+        .iter()
+        .filter(|r| sees(&caller, r))
+        .map(run_json)
+        .collect();
     Ok(Json(json!({"data": data})))
 }
 
 /// `GET /v1/replays/{id}`.
 async fn show(
-    _: Authorized<scope::ReplayRun>,
+    Authorized(caller, _): Authorized<scope::ReplayRun>,
     State(state): State<ReplayState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -120,6 +147,7 @@ async fn show(
     let runs = state.replays.runs().await.map_err(api_error)?;
     let run = runs
         .get(id.as_str())
+        .filter(|r| sees(&caller, r))
         .ok_or_else(|| ApiError::not_found(format!("no replay run {id}")))?;
     Ok(Json(run_json(&run)))
 }
@@ -131,6 +159,10 @@ async fn resume(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     parse_replay_id(&id).map_err(bad_id)?;
+    let runs = state.replays.runs().await.map_err(api_error)?;
+    if !runs.get(&id).is_some_and(|r| sees(&caller, &r)) {
+        return Err(ApiError::not_found(format!("no replay run {id}")));
+    }
     match state
         .replays
         .resume(&id, &caller.actor())
@@ -164,7 +196,7 @@ struct DeadLettersQuery {
 
 /// `GET /v1/dead-letters`.
 async fn dead_letters(
-    _: Authorized<scope::DeliveriesRead>,
+    Authorized(caller, _): Authorized<scope::DeliveriesRead>,
     State(state): State<ReplayState>,
     query: Result<Query<DeadLettersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -172,7 +204,7 @@ async fn dead_letters(
     let filter = DlqQuery {
         endpoint: query.endpoint,
         event_type: query.event_type,
-        tenant: query.tenant,
+        tenant: tenant_for(&caller, query.tenant)?,
         reason: query.reason,
         since: query.since,
         until: query.until,
@@ -202,7 +234,7 @@ async fn dead_letters(
 
 /// `GET /v1/dead-letters/{delivery_id}`.
 async fn dead_letter(
-    _: Authorized<scope::DeliveriesRead>,
+    Authorized(caller, _): Authorized<scope::DeliveriesRead>,
     State(state): State<ReplayState>,
     Path(delivery_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -213,6 +245,15 @@ async fn dead_letter(
         .await
         .map_err(api_error)?
         .iter()
+        .filter(|e| {
+            let tenant = e
+                .letter
+                .task
+                .as_ref()
+                .and_then(|t| t.event.as_ref())
+                .map(|ev| ev.tenant.as_str());
+            caller.tenant.is_empty() || tenant == Some(caller.tenant.as_str())
+        })
         .map(|e| e.to_json(true))
         .collect();
     if found.is_empty() {

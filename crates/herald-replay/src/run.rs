@@ -361,7 +361,7 @@ impl Replayer {
 }
 
 /// The tenant a run's spec is limited to (empty: every tenant, or an unreadable spec).
-pub(crate) fn run_tenant(run: &v1::ReplayProgress) -> String {
+pub fn run_tenant(run: &v1::ReplayProgress) -> String {
     serde_json::from_str::<ReplaySpec>(&run.spec_json)
         .map(|spec| spec.tenant().to_owned())
         .unwrap_or_default()
