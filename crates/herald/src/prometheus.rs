@@ -109,10 +109,11 @@ impl Scrape {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const TEXT: &str = r#"# HELP herald_deliveries_total Delivery attempts.
+    /// A scrape with the text format's corners (quoted labels, `+Inf`, comments).
+    pub(crate) const TEXT: &str = r#"# HELP herald_deliveries_total Delivery attempts.
 # TYPE herald_deliveries_total counter
 herald_deliveries_total{outcome="delivered"} 10
 herald_deliveries_total{outcome="dead"} 2

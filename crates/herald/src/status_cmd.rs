@@ -297,17 +297,7 @@ fn render_dispatcher(out: &mut String, d: &Service, seconds: f64) {
 mod tests {
     use super::*;
 
-    const TEXT: &str = r#"# HELP herald_deliveries_total Delivery attempts.
-# TYPE herald_deliveries_total counter
-herald_deliveries_total{outcome="delivered"} 10
-herald_deliveries_total{outcome="dead"} 2
-herald_kafka_consumer_lag{group="g",topic="herald.events.v1",partition="0"} 3
-herald_kafka_consumer_lag{group="g",topic="herald.events.v1",partition="1"} 4
-herald_events_rejected_total{reason="a \"quoted\", one"} 1
-herald_delivery_e2e_seconds_bucket{le="+Inf"} 10
-herald_ready 1
-herald_dispatcher_active 0
-"#;
+    use crate::prometheus::tests::TEXT;
 
     #[test]
     fn renders_rates_and_unreachable_services() {
