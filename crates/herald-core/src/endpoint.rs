@@ -17,6 +17,42 @@ pub struct SigningKey {
     pub expires_at: Option<UnixMillis>,
 }
 
+/// What a delivery's body is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// The producer's payload, byte for byte (the default).
+    #[default]
+    Raw,
+    /// The Standard Webhooks payload recommendation: `{"type", "timestamp", "data"}`, with
+    /// the producer's payload as `data`, so a receiver can tell the event type and time
+    /// without knowing each producer's payload.
+    Standard,
+}
+
+impl PayloadFormat {
+    /// Every format.
+    pub const ALL: [PayloadFormat; 2] = [Self::Raw, Self::Standard];
+
+    /// The name in the API and on the wire (`raw`, `standard`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Standard => "standard",
+        }
+    }
+
+    /// The format a name means; the wire's empty string is `raw`.
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        if text.is_empty() {
+            return Ok(Self::Raw);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == text)
+            .ok_or_else(|| crate::Error::UnknownPayloadFormat(text.chars().take(20).collect()))
+    }
+}
+
 /// An endpoint as every service's in-memory view holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -36,6 +72,8 @@ pub struct Endpoint {
     pub updated_at: UnixMillis,
     /// When the current run of failed deliveries started (None while healthy).
     pub failing_since: Option<UnixMillis>,
+    /// The body deliveries carry.
+    pub payload_format: PayloadFormat,
 }
 
 /// Most signing secrets an endpoint holds at once (the current one and those still
@@ -64,6 +102,7 @@ impl Endpoint {
             created_at: now,
             updated_at: now,
             failing_since: None,
+            payload_format: PayloadFormat::Raw,
         }
     }
 
@@ -203,6 +242,7 @@ mod tests {
             signing_keys: vec![],
             created_at: 0,
             updated_at: 0,
+            payload_format: PayloadFormat::Raw,
         }
     }
 

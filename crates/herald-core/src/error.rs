@@ -28,6 +28,9 @@ pub enum Error {
     /// An event type that is empty, too long or has characters outside `[A-Za-z0-9._:-]`.
     #[error("invalid event type `{0}`: use 1-128 characters from A-Z a-z 0-9 . _ : - (filters may use a trailing `*`)")]
     InvalidEventType(String),
+    /// A payload format Herald does not know.
+    #[error("payload_format: `{0}` is neither `raw` nor `standard`")]
+    UnknownPayloadFormat(String),
     /// A retry schedule that cannot be used.
     #[error("invalid retry schedule: {0}")]
     InvalidSchedule(&'static str),

@@ -202,7 +202,12 @@ impl Deliverer {
 
     /// One signed attempt of `event` (its payload moves into the request) to `entry`.
     async fn attempt(&self, entry: &Entry, event: &mut v1::EventEnvelope) -> AttemptOutput {
-        let payload = std::mem::take(&mut event.payload).into();
+        let payload = crate::payload::body(
+            entry.endpoint.payload_format,
+            &event.event_type,
+            event.accepted_at_ms,
+            std::mem::take(&mut event.payload),
+        );
         metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
         let output = self
             .outbound

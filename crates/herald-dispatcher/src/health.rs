@@ -228,6 +228,7 @@ mod tests {
                 created_at: 0,
                 updated_at,
                 failing_since,
+                payload_format: Default::default(),
             }),
         }
     }

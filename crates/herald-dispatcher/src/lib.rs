@@ -31,6 +31,7 @@
 //! - [`service`]: `run(config, deps, shutdown, drain_deadline)`.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 //! - [`probe`], [`api`]: test deliveries (`POST /v1/endpoints/{id}/test`).
+//! - [`payload`]: a delivery's body by the endpoint's payload format (raw or Standard Webhooks).
 
 pub mod api;
 pub mod config;
@@ -43,6 +44,7 @@ pub mod health;
 pub mod hold;
 pub mod inbound;
 pub mod metrics;
+pub mod payload;
 pub mod probe;
 pub mod retry;
 pub mod route;

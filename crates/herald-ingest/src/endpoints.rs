@@ -17,7 +17,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{self, post};
 use axum::Json;
 use axum::Router;
-use herald_core::endpoint::{validate_filters, validate_url, Endpoint, MAX_DESCRIPTION_CHARS};
+use herald_core::endpoint::{
+    validate_filters, validate_url, Endpoint, PayloadFormat, MAX_DESCRIPTION_CHARS,
+};
 use herald_core::ids::EndpointId;
 use herald_core::signing::Secret;
 use herald_http::{body, scope, ApiError, Authorized, Caller};
@@ -48,6 +50,8 @@ struct CreateIn {
     #[serde(default)]
     tenant: String,
     secret: Option<String>,
+    /// `raw` (default) or `standard`.
+    payload_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +61,7 @@ struct PatchIn {
     event_types: Option<Vec<String>>,
     description: Option<String>,
     enabled: Option<bool>,
+    payload_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,10 +85,19 @@ pub fn to_json(endpoint: &Endpoint, version: u64, now: i64) -> Value {
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
         "failing_since_ms": endpoint.failing_since,
+        "payload_format": endpoint.payload_format.as_str(),
         "secrets_active": endpoint.active_secrets(now).len(),
         "created_at_ms": endpoint.created_at,
         "updated_at_ms": endpoint.updated_at,
     })
+}
+
+fn payload_format(text: Option<&str>) -> Result<PayloadFormat, ApiError> {
+    match text {
+        None => Ok(PayloadFormat::Raw),
+        Some("") => Err(ApiError::invalid("payload_format: `raw` or `standard`")),
+        Some(t) => PayloadFormat::parse(t).map_err(|e| ApiError::invalid(e.to_string())),
+    }
 }
 
 fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
@@ -193,6 +207,7 @@ fn same_config(a: &Endpoint, b: &Endpoint) -> bool {
         && a.event_types == b.event_types
         && a.description == b.description
         && a.enabled == b.enabled
+        && a.payload_format == b.payload_format
         && a.signing_keys == b.signing_keys
         && a.updated_at == b.updated_at
 }
@@ -253,10 +268,12 @@ pub async fn create(
             ),
         ));
     }
+    let payload_format = payload_format(input.payload_format.as_deref())?;
     let endpoint = Endpoint {
         description: input.description,
         event_types: input.event_types,
         tenant,
+        payload_format,
         ..Endpoint::new(EndpointId::generate(now), input.url, secret.clone(), now)
     };
     store(&state, &endpoint, 1).await?;
@@ -323,6 +340,9 @@ pub async fn update(
     endpoint.url = input.url.unwrap_or(endpoint.url);
     endpoint.event_types = input.event_types.unwrap_or(endpoint.event_types);
     endpoint.description = input.description.unwrap_or(endpoint.description);
+    if let Some(format) = input.payload_format.as_deref() {
+        endpoint.payload_format = payload_format(Some(format))?;
+    }
     let now = state.clock.now_ms();
     if let Some(enabled) = input.enabled {
         endpoint.set_enabled_by_operator(enabled, now);
@@ -336,7 +356,7 @@ pub async fn update(
             &endpoint.tenant,
             "endpoint.updated",
             id.as_str(),
-            json!({"enabled": endpoint.enabled}),
+            json!({"enabled": endpoint.enabled, "payload_format": endpoint.payload_format.as_str()}),
         )
         .await;
     let version = entry.version + 1;

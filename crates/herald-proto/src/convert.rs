@@ -2,7 +2,7 @@
 
 use crate::v1;
 use crate::{Error, Result};
-use herald_core::endpoint::{Endpoint, SigningKey};
+use herald_core::endpoint::{Endpoint, PayloadFormat, SigningKey};
 use herald_core::event::Event;
 use herald_core::ids::{EndpointId, EventId};
 use herald_core::outcome::AttemptOutcome;
@@ -90,6 +90,10 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
         version,
         failing_since_ms: endpoint.failing_since.unwrap_or(0),
         health_only: false,
+        payload_format: match endpoint.payload_format {
+            PayloadFormat::Raw => String::new(),
+            other => other.as_str().to_owned(),
+        },
     }
 }
 
@@ -149,6 +153,8 @@ pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result
         signing_keys,
         created_at: state.created_at_ms,
         updated_at: state.updated_at_ms,
+        payload_format: PayloadFormat::parse(&state.payload_format)
+            .map_err(|e| invalid("endpoint", e))?,
     })
 }
 
@@ -204,8 +210,10 @@ mod tests {
             }],
             created_at: 1,
             updated_at: 2,
+            payload_format: PayloadFormat::Standard,
         };
         let state = endpoint_to_state(&endpoint, 3, &key);
+        assert_eq!(state.payload_format, "standard");
         let bytes = state.encode_to_vec();
         assert!(!bytes
             .windows(secret.as_bytes().len())
