@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests use besides Rust, on a machine that lacks it:
 #   * Apache Kafka's jars from Maven Central (tests/kafka/fetch.sh, cached under ~/.cache);
-#   * the independent Standard Webhooks verifier (Python `standardwebhooks`);
+#   * the independent Standard Webhooks verifiers (Python `standardwebhooks` from PyPI, and
+#     the npm `standardwebhooks` under ~/.cache/herald-npm);
 #   * kcat (a Kafka client that is not Herald's, for records written straight to Kafka) and
 #     promtool (`promtool check metrics`), from Debian's packages `kcat` and `prometheus`.
 # Idempotent: what is there already is left alone. .ci/run calls it before the tests.
@@ -12,6 +13,12 @@ bash tests/kafka/fetch.sh >/dev/null
 
 if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check standardwebhooks
+fi
+
+NPM_PREFIX="${HERALD_NPM_PREFIX:-$HOME/.cache/herald-npm}"
+if [ ! -f "$NPM_PREFIX/node_modules/standardwebhooks/package.json" ]; then
+  mkdir -p "$NPM_PREFIX"
+  timeout 300 npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --silent standardwebhooks@1.1.1 >/dev/null
 fi
 
 missing=()

@@ -1,7 +1,7 @@
 //! Receivers can tell what they got: an endpoint with `payload_format: standard` receives the
 //! Standard Webhooks payload (`type`, `timestamp`, `data` holding the producer's payload
 //! unchanged), one with the default `raw` receives the producer's bytes exactly; both verify
-//! with the official Python library, and the format can be changed on a live endpoint.
+//! with the official Python and npm libraries, and the format can be changed on a live endpoint.
 
 use crate::harness::*;
 use crate::stack::Stack;
@@ -64,6 +64,8 @@ fn standard_and_raw_payloads_arrive_as_configured_and_verify() {
     assert!((at.timestamp_millis() - before).abs() < 60_000, "{body}");
     assert_eq!(verify_with_python(&raw, &raw_secret), 1);
     assert_eq!(verify_with_python(&std, &std_secret), 1);
+    assert_eq!(verify_with_node(&raw, &raw_secret), 1);
+    assert_eq!(verify_with_node(&std, &std_secret), 1);
 
     // Changed on a live endpoint; bad values are refused by name.
     let (status, patched) = api.patch(

@@ -132,9 +132,19 @@ impl Receiver {
     }
 }
 
-/// Verifies every delivery with the Python `standardwebhooks` package (an implementation
-/// independent of Herald's). Returns how many verified.
+/// Verifies every delivery with the official Python library (PyPI `standardwebhooks`);
+/// returns how many verified (panics on the first that does not).
 pub fn verify_with_python(deliveries: &[Received], secret: &str) -> usize {
+    verify_with("python3", "verify_signatures.py", deliveries, secret)
+}
+
+/// Verifies every delivery with the official npm library (`standardwebhooks`, installed by
+/// tests/install-tools.sh); returns how many verified.
+pub fn verify_with_node(deliveries: &[Received], secret: &str) -> usize {
+    verify_with("node", "verify_signatures.cjs", deliveries, secret)
+}
+
+fn verify_with(program: &str, script: &str, deliveries: &[Received], secret: &str) -> usize {
     super::tools::ensure();
     let file = std::env::temp_dir().join(format!(
         "herald-verify-{}-{}.json",
@@ -148,17 +158,19 @@ pub fn verify_with_python(deliveries: &[Received], secret: &str) -> usize {
         )
         .collect();
     std::fs::write(&file, serde_json::to_vec(&items).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/verify_signatures.py");
-    let out = Command::new("python3")
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests")
+        .join(script);
+    let out = Command::new(program)
         .arg(&script)
         .arg(&file)
         .arg(secret)
         .output()
-        .expect("python3");
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
     let _ = std::fs::remove_file(&file);
     assert!(
         out.status.success(),
-        "independent verifier failed (needs `pip install standardwebhooks`): {}\n{}",
+        "independent verifier {script:?} failed (tests/install-tools.sh installs it): {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
