@@ -37,6 +37,17 @@ impl HealthBook {
         }
     }
 
+    /// Adopts `state` (the endpoint as the view has it now) if someone else changed the
+    /// endpoint since this book last saw it; true if so. A decision taken on the older state
+    /// (disable it) is then stale: the next attempt decides again.
+    pub fn adopt_if_changed(&self, state: &Entry) -> bool {
+        let mut book = self.book.lock().expect("health lock");
+        match book.get_mut(&state.endpoint.id) {
+            Some(tracked) => adopt_if_changed(tracked, state),
+            None => false,
+        }
+    }
+
     /// Records an attempt on `state`, the endpoint as the view has it now: its persisted
     /// `failing_since` seeds the health of an endpoint this process has not seen yet (after
     /// a restart) and is adopted when someone else changed the endpoint since.
@@ -55,12 +66,7 @@ impl HealthBook {
             health: Health::resumed(state.endpoint.failing_since),
             seen: identity,
         });
-        let changed_elsewhere = identity.0 > tracked.seen.0
-            || (identity.0 == tracked.seen.0 && identity.1 != tracked.seen.1);
-        if changed_elsewhere {
-            tracked.health.adopt(state.endpoint.failing_since);
-            tracked.seen = identity;
-        }
+        adopt_if_changed(tracked, state);
         let health = &mut tracked.health;
         let transition = health.record(success, now, error, &self.policy);
         let label = self.label(endpoint);
@@ -126,6 +132,18 @@ impl HealthBook {
     }
 }
 
+/// Adopts the persisted health of `state` when it changed elsewhere since `tracked` saw it.
+fn adopt_if_changed(tracked: &mut Tracked, state: &Entry) -> bool {
+    let identity = (state.version, state.endpoint.updated_at);
+    let changed_elsewhere = identity.0 > tracked.seen.0
+        || (identity.0 == tracked.seen.0 && identity.1 != tracked.seen.1);
+    if changed_elsewhere {
+        tracked.health.adopt(state.endpoint.failing_since);
+        tracked.seen = identity;
+    }
+    changed_elsewhere
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +181,41 @@ mod tests {
             "beyond the label limit"
         );
         assert_eq!(book.label(&a.endpoint.id), a.endpoint.id.to_string());
+    }
+
+    #[test]
+    fn a_disable_decided_on_a_state_an_admin_has_since_changed_is_stale() {
+        let policy = HealthPolicy {
+            failing_after: 1,
+            disable_after_ms: 1_000,
+        };
+        let book = HealthBook::new(policy, 10);
+        let failing = entry(4, 1, 10, Some(0));
+        assert_eq!(
+            book.record(&failing, false, "5xx", "500", 0),
+            Transition::None
+        );
+        assert_eq!(
+            book.record(&failing, false, "5xx", "500", 2_000),
+            Transition::Disable
+        );
+        // The view unchanged: the decision stands.
+        assert!(!book.adopt_if_changed(&failing));
+        // An admin re-enabled it meanwhile (version 2, failing_since cleared): stale, and the
+        // run starts over from the next failure.
+        let reenabled = Entry {
+            version: 2,
+            endpoint: Arc::new(Endpoint {
+                updated_at: 20,
+                failing_since: None,
+                ..(*failing.endpoint).clone()
+            }),
+        };
+        assert!(book.adopt_if_changed(&reenabled));
+        assert_eq!(
+            book.record(&reenabled, false, "5xx", "500", 2_100),
+            Transition::StartedFailing
+        );
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl EndpointStates {
         let Some(entry) = self.endpoints.get(id) else {
             return Ok(());
         };
+        if reason == "failing" && self.health.adopt_if_changed(&entry) {
+            // Changed by someone else since the attempt that decided this (an admin
+            // re-enabled it, which starts the failure period over): decide again on the next
+            // attempt instead of disabling on a stale run.
+            return Ok(());
+        }
         let mut endpoint = (*entry.endpoint).clone();
         if !endpoint.disable_automatically(reason, self.clock.now_ms()) {
             return Ok(());
