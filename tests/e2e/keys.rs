@@ -1,7 +1,7 @@
 //! Key hygiene: keys expire by default (a key that never expires only when asked, flagged),
 //! listings show age and rotation due, a rolled key starts a fresh lifetime, a revoked key
-//! can be neither rolled nor brought back by a roll racing its revocation, and a revocation
-//! reaches a second service process within a second.
+//! can be neither rolled nor brought back by a roll racing its revocation, a revocation
+//! reaches a second service process within a second, and `herald keys` does the same.
 
 use crate::harness::*;
 use crate::stack::Stack;
@@ -138,5 +138,87 @@ fn keys_expire_by_default_and_revocations_stand_and_spread() {
     eprintln!(
         "revocation reached the second process in {:?}",
         revoked_at.elapsed()
+    );
+
+    // The CLI: the same use cases, audited as cli:<user>.
+    let minute = Duration::from_secs(60);
+    let cli = |name: &str, args: &[&str]| {
+        let (code, lines, err) = run_cli(name, args, stack.env(), stack.dir.path(), minute);
+        assert_eq!(code, Some(0), "herald {args:?}: {err}");
+        lines
+    };
+    let lines = cli(
+        "keys-create",
+        &[
+            "keys",
+            "create",
+            "--name",
+            "from-cli",
+            "--scope",
+            "events:write",
+        ],
+    );
+    let token = lines.last().unwrap().clone();
+    let id = lines[0].split_whitespace().nth(2).unwrap().to_owned();
+    wait_until("the CLI's key works", Duration::from_secs(30), || {
+        post_event(api, &token) == 202
+    });
+    let listing = cli("keys-list", &["keys", "list"]);
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.starts_with(&id) && l.contains("active")),
+        "{listing:?}"
+    );
+    cli(
+        "keys-never",
+        &[
+            "keys",
+            "create",
+            "--name",
+            "legacy-cli",
+            "--scope",
+            "events:write",
+            "--never-expires",
+        ],
+    );
+    let listing = cli("keys-list-2", &["keys", "list"]);
+    assert!(
+        listing
+            .iter()
+            .any(|l| l.contains("NEVER EXPIRES") && l.contains("legacy-cli")),
+        "{listing:?}"
+    );
+    let rolled = cli("keys-roll", &["keys", "roll", &id, "--overlap", "1m"]);
+    let new_token = rolled.last().unwrap().clone();
+    wait_until("the rolled key works", Duration::from_secs(30), || {
+        post_event(api, &new_token) == 202
+    });
+    cli("keys-revoke", &["keys", "revoke", &id]);
+    wait_until(
+        "the CLI's revocation holds",
+        Duration::from_secs(30),
+        || post_event(api, &token) == 401,
+    );
+    assert_eq!(listed(api, &id)["state"], "revoked");
+    let (code, _, err) = run_cli(
+        "keys-bad",
+        &["keys", "revoke", "key_nope"],
+        stack.env(),
+        stack.dir.path(),
+        minute,
+    );
+    assert_ne!(code, Some(0));
+    assert!(!err.is_empty());
+    let (_, audit) = api.get(&format!("/v1/audit?target={id}"));
+    let actors: Vec<&str> = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        !actors.is_empty() && actors.iter().all(|a| a.starts_with("cli:")),
+        "{audit}"
     );
 }

@@ -279,7 +279,7 @@ pub async fn create(
     store(&state, &endpoint, 1).await?;
     state
         .audit(
-            &principal,
+            &principal.actor(),
             &endpoint.tenant,
             "endpoint.created",
             endpoint.id.as_str(),
@@ -352,7 +352,7 @@ pub async fn update(
     store(&state, &endpoint, entry.version + 1).await?;
     state
         .audit(
-            &principal,
+            &principal.actor(),
             &endpoint.tenant,
             "endpoint.updated",
             id.as_str(),
@@ -387,7 +387,7 @@ pub async fn rotate(
     store(&state, &endpoint, entry.version + 1).await?;
     state
         .audit(
-            &principal,
+            &principal.actor(),
             &endpoint.tenant,
             "endpoint.secret_rotated",
             id.as_str(),
@@ -435,7 +435,7 @@ pub async fn delete(
     }
     state
         .audit(
-            &principal,
+            &principal.actor(),
             &entry.endpoint.tenant,
             "endpoint.deleted",
             id.as_str(),

@@ -18,6 +18,7 @@
 //! - [`state`]: what every route needs, and the audit helper.
 //! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes, each module with its own
 //!   `routes()`.
+//! - [`key_admin`]: API key management, shared by `/v1/keys` and `herald keys`.
 //! - [`service`]: [`run`], the merged router and the bootstrap key.
 //! - [`error`]: errors of start-up.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
@@ -27,6 +28,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod key_admin;
 pub mod keys;
 pub mod metrics;
 pub mod service;

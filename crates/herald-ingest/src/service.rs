@@ -6,7 +6,6 @@ use crate::state::IngestState;
 use crate::{endpoints, events, health, keys};
 use axum::Router;
 use herald_core::apikey::{ApiKeyToken, Scope};
-use herald_kafka::keys::Principal;
 use herald_proto::v1;
 
 /// What ingest shares with the rest of its process.
@@ -90,7 +89,7 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
         }
         let mut record = existing;
         record.scopes = all;
-        keys::store(state, &record)
+        crate::key_admin::store(state, &record)
             .await
             .map_err(|e| Error::Bootstrap(e.message))?;
         tracing::info!(key_id = %record.id, "Bootstrap admin key given the scopes added since it was registered.");
@@ -106,18 +105,10 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
         revoked_at_ms: 0,
         tenant: String::new(),
     };
-    keys::store(state, &record)
+    crate::key_admin::store(state, &record)
         .await
         .map_err(|e| Error::Bootstrap(e.message))?;
-    let system = herald_http::Caller {
-        principal: Principal {
-            key_id: token.id.clone(),
-            scopes: vec![],
-            tenant: String::new(),
-        },
-        source_ip: String::new(),
-        request_id: String::new(),
-    };
+    let system = herald_kafka::audit::Actor::named(token.id.to_string());
     state
         .audit(
             &system,

@@ -4,8 +4,7 @@ use crate::IngestConfig;
 use axum::extract::FromRef;
 use herald_core::clock::SharedClock;
 use herald_core::topics::Topics;
-use herald_http::Caller;
-use herald_kafka::audit::AuditLog;
+use herald_kafka::audit::{Actor, AuditLog};
 use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::keys::KeysView;
 use herald_kafka::Producer;
@@ -35,20 +34,18 @@ impl FromRef<IngestState> for SharedClock {
 }
 
 impl IngestState {
-    /// Appends to the audit trail what `caller` did to `target` of `tenant`. The change is
+    /// Appends to the audit trail what `actor` did to `target` of `tenant`. The change is
     /// already durable when this runs, so a failed write (logged and counted by
     /// [`AuditLog`]) does not fail the request.
     pub async fn audit(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         tenant: &str,
         action: &str,
         target: &str,
         detail: serde_json::Value,
     ) {
         let log = AuditLog::new(self.producer.clone(), &self.topics, self.clock.clone());
-        let _ = log
-            .record(&caller.actor(), tenant, action, target, detail)
-            .await;
+        let _ = log.record(actor, tenant, action, target, detail).await;
     }
 }

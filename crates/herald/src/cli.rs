@@ -37,6 +37,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::dlq_cmd::DlqAction,
     },
+    /// API keys: create, list (age, rotation due), roll, revoke.
+    Keys {
+        #[command(subcommand)]
+        action: crate::keys_cmd::KeysAction,
+    },
     /// Endpoints: send a signed test delivery and see what the receiver answered.
     Endpoints {
         #[command(subcommand)]

@@ -10,7 +10,7 @@
 //! - [`services`]: topics, producer and views, ingest and dispatcher from one config.
 //! - [`observability`]: logs, the metrics recorder, `/metrics`, `/healthz`, `/readyz`.
 //! - [`broker`]: the embedded broker (tansu) behind `herald dev` and `herald broker`.
-//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`status_cmd`]: the commands.
+//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`keys_cmd`], [`status_cmd`]: the commands.
 //! - [`prometheus`]: the Prometheus text format, read.
 //! - [`openapi`]: the OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
 
@@ -21,6 +21,7 @@ pub mod dev;
 pub mod dlq_cmd;
 pub mod endpoints_cmd;
 pub mod evidence_cmd;
+pub mod keys_cmd;
 pub mod observability;
 pub mod openapi;
 pub mod prometheus;
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status_cmd::run(config, args).await,
         Command::Replay { action } => replay_cmd::run(config, action).await,
         Command::Dlq { action } => dlq_cmd::run(config, action).await,
+        Command::Keys { action } => keys_cmd::run(config, action).await,
         Command::Endpoints { action } => endpoints_cmd::run(config, action).await,
         Command::Deliveries(args) => evidence_cmd::deliveries(config, args).await,
         Command::Audit(args) => evidence_cmd::audit(config, args).await,

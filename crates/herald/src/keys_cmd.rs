@@ -1,0 +1,157 @@
+//! `herald keys create|list|roll|revoke`: the same key management as `/v1/keys`, for an
+//! operator holding the deployment's configuration (every scope, every tenant); each change
+//! is in the audit trail as `cli:<user>`.
+
+use crate::config::HeraldConfig;
+use crate::services;
+use anyhow::{anyhow, Result};
+use clap::Subcommand;
+use herald_core::clock::SharedClock;
+use herald_ingest::key_admin::{self, key_json, Manager, NewKey};
+use herald_ingest::IngestState;
+use herald_kafka::audit::Actor;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key; its token is printed once.
+    Create {
+        /// A label (1-128 characters).
+        #[arg(long)]
+        name: String,
+        /// A scope the key holds (repeat for more): events:write, endpoints:read,
+        /// endpoints:write, keys:admin, replay:run, deliveries:read, audit:read.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the key to this tenant.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Valid for this long (`30d`); default `ingest.key_ttl` (90 days).
+        #[arg(long, value_parser = parse_duration, conflicts_with = "never_expires")]
+        expires_in: Option<std::time::Duration>,
+        /// A key that never expires (flagged in every listing).
+        #[arg(long)]
+        never_expires: bool,
+    },
+    /// List keys with state, age and whether rotation is due.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll a key: a new token with the same scopes; the old one works for the overlap.
+    Roll {
+        /// The key, `key_…`.
+        id: String,
+        /// How long the old token keeps working (`1h` default, at most `30d`).
+        #[arg(long, value_parser = parse_duration)]
+        overlap: Option<std::time::Duration>,
+    },
+    /// Revoke a key, for good, at once in every process.
+    Revoke {
+        /// The key, `key_…`.
+        id: String,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    herald_core::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// Runs `herald keys …`.
+pub async fn run(config: HeraldConfig, action: KeysAction) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
+    let state = IngestState {
+        config: config.ingest.clone(),
+        producer: shared.producer.clone(),
+        topics: config.kafka.topics(),
+        endpoints: shared.endpoints.clone(),
+        keys: shared.keys.clone(),
+        clock: SharedClock::system(),
+    };
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let actor = Actor::named(format!("cli:{user}"));
+    let result = act(&state, Manager::Operator(&actor), action).await;
+    shutdown.cancel();
+    services::finish(shared, config.shutdown_deadline).await;
+    result
+}
+
+async fn act(state: &IngestState, manager: Manager<'_>, action: KeysAction) -> Result<()> {
+    let api = |e: herald_http::ApiError| anyhow!("{}", e.message);
+    match action {
+        KeysAction::Create {
+            name,
+            scopes,
+            tenant,
+            expires_in,
+            never_expires,
+        } => {
+            let input = NewKey {
+                name,
+                scopes,
+                expires_in_seconds: expires_in.map(|d| d.as_secs().max(1)),
+                never_expires,
+                tenant,
+            };
+            let (record, token) = key_admin::create_key(state, manager, input)
+                .await
+                .map_err(api)?;
+            println!("herald: key {} created; its token (shown once):", record.id);
+            println!("{}", token.expose());
+        }
+        KeysAction::List { json } => {
+            for record in key_admin::list_keys(state, manager) {
+                let k = key_json(&record, state);
+                if json {
+                    println!("{k}");
+                    continue;
+                }
+                println!(
+                    "{}  {:<8}  {:>4}d  {}{}{}  {}  {}",
+                    record.id,
+                    k["state"].as_str().unwrap_or(""),
+                    k["age_days"],
+                    if k["rotation_due"] == true {
+                        "ROTATION DUE  "
+                    } else {
+                        ""
+                    },
+                    if k["never_expires"] == true {
+                        "NEVER EXPIRES  "
+                    } else {
+                        ""
+                    },
+                    if record.tenant.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        format!("tenant {}", record.tenant)
+                    },
+                    record.name,
+                    record.scopes.join(","),
+                );
+            }
+        }
+        KeysAction::Roll { id, overlap } => {
+            let (record, token, old) =
+                key_admin::roll_key(state, manager, &id, overlap.map(|d| d.as_secs()))
+                    .await
+                    .map_err(api)?;
+            println!(
+                "herald: key {} rolled into {}; the old token works until {}; the new token (shown once):",
+                old.id,
+                record.id,
+                herald_evidence::window::format_instant(old.expires_at_ms)
+            );
+            println!("{}", token.expose());
+        }
+        KeysAction::Revoke { id } => {
+            let record = key_admin::revoke_key(state, manager, &id)
+                .await
+                .map_err(api)?;
+            println!("herald: key {} revoked", record.id);
+        }
+    }
+    Ok(())
+}
