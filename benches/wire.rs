@@ -56,6 +56,7 @@ fn task(event: v1::EventEnvelope) -> v1::DeliveryTask {
         last_failure: Some(summary(2)),
         attempts: vec![summary(1), summary(2)],
         replay_id: String::new(),
+        paced_turn_ms: 0,
     }
 }
 

@@ -353,6 +353,24 @@ fn every_route_answers_every_key_state_as_the_policy_says() {
             200,
             200,
         ),
+        r(
+            "GET",
+            "/v1/reconciliation?since=1h&tenant=acme".into(),
+            None,
+            false,
+            "deliveries:read",
+            200,
+            403,
+        ),
+        r(
+            "GET",
+            format!("/v1/reconciliation?since=1h&endpoint={ep}"),
+            None,
+            false,
+            "deliveries:read",
+            200,
+            404,
+        ),
     ];
 
     let mut table = String::new();

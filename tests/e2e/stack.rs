@@ -16,6 +16,8 @@ pub struct Stack {
     pub ingest: Proc,
     pub api: Api,
     pub dispatcher: Option<Proc>,
+    /// The base URL of the stack's dispatcher's metrics listener (`…/metrics`).
+    pub dispatcher_metrics: String,
     env: Vec<(&'static str, String)>,
     dispatcher_runs: usize,
     /// Declared last: released after the processes above were stopped.
@@ -58,6 +60,7 @@ impl Stack {
             ingest,
             api,
             dispatcher: None,
+            dispatcher_metrics: String::new(),
             env,
             dispatcher_runs: 0,
             _turn: turn,
@@ -73,7 +76,8 @@ impl Stack {
         let mut dispatcher = Proc::spawn(&name, &["dispatch"], &self.env, self.dir.path());
         // Up (signal handlers installed, views caught up) before a test may signal it: a
         // SIGTERM in the first milliseconds of a process still has the default action.
-        dispatcher.wait_line("herald: dispatcher metrics", Duration::from_secs(120));
+        let line = dispatcher.wait_line("herald: dispatcher metrics", Duration::from_secs(120));
+        self.dispatcher_metrics = line.rsplit(' ').next().unwrap_or_default().to_owned();
         self.dispatcher = Some(dispatcher);
     }
 

@@ -74,6 +74,9 @@ pub struct Endpoint {
     pub failing_since: Option<UnixMillis>,
     /// The body deliveries carry.
     pub payload_format: PayloadFormat,
+    /// Most delivery requests a second to this endpoint (`None`: as fast as its concurrency
+    /// allows). Deliveries over it wait their turn: a throttled delivery is not a failure.
+    pub rate_limit: Option<u32>,
 }
 
 /// Most signing secrets an endpoint holds at once (the current one and those still
@@ -103,6 +106,7 @@ impl Endpoint {
             updated_at: now,
             failing_since: None,
             payload_format: PayloadFormat::Raw,
+            rate_limit: None,
         }
     }
 
@@ -243,6 +247,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             payload_format: PayloadFormat::Raw,
+            rate_limit: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub enum Error {
     /// A payload format Herald does not know.
     #[error("payload_format: `{0}` is neither `raw` nor `standard`")]
     UnknownPayloadFormat(String),
+    /// A rate limit out of range.
+    #[error("rate limit {0}/s: must be between 1 and 1000000 a second")]
+    InvalidRate(u32),
     /// A retry schedule that cannot be used.
     #[error("invalid retry schedule: {0}")]
     InvalidSchedule(&'static str),

@@ -20,6 +20,7 @@
 //! - [`outcome`]: classification of one HTTP attempt into `Delivered | Retry | Dead`.
 //! - [`run`]: the states of a replay run.
 //! - [`sealing`]: AEAD sealing of endpoint secrets at rest under a master key.
+//! - [`throttle`]: rate limits: token buckets (API keys) and spaced turns (endpoints).
 //! - [`topics`]: Kafka topic names under a configurable prefix.
 //! - [`clock`]: time as a dependency (system or manual).
 //! - [`duration`]: human durations (`5s`, `30m`, `10h`) used in config and the CLI.
@@ -37,6 +38,7 @@ pub mod retry;
 pub mod run;
 pub mod sealing;
 pub mod signing;
+pub mod throttle;
 pub mod topics;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 use crate::delivered::Delivered;
 use crate::health::HealthBook;
+use crate::pacing::{Pace, Pacing};
 use crate::route::{Abandoned, OutcomeWriter};
 use crate::slots::{EndpointLimits, EndpointSlots};
 use crate::transitions::EndpointStates;
@@ -54,6 +55,8 @@ pub struct Deliverer {
     pub outbound: Outbound,
     pub policy: RetryPolicy,
     pub slots: EndpointSlots,
+    /// Per-endpoint rate limits.
+    pub pacing: Pacing,
     pub delivered: Delivered,
     /// Endpoint health and its durable transitions.
     pub states: EndpointStates,
@@ -76,6 +79,7 @@ impl Deliverer {
             outbound: parts.outbound,
             policy: parts.policy,
             slots: EndpointSlots::new(parts.per_endpoint),
+            pacing: Pacing::new(parts.per_endpoint.permit_wait),
             delivered: parts.delivered,
             clock: parts.clock,
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
@@ -151,12 +155,27 @@ impl Deliverer {
 
     /// Runs the next attempt of `task` and makes its outcome durable: lookup → attempt →
     /// classify → record.
-    pub async fn step(&self, task: v1::DeliveryTask) -> Result<(), Abandoned> {
+    pub async fn step(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
         let (endpoint_id, entry) = match self.lookup(&task).await? {
             Lookup::Skip => return Ok(()),
             Lookup::Park(reason) => return self.dead_unattempted(task, reason).await,
             Lookup::Attempt(id, entry) => (id, entry),
         };
+        if let Some(rate) = entry.endpoint.rate_limit {
+            let reserved = Some(std::mem::take(&mut task.paced_turn_ms)).filter(|t| *t != 0);
+            let pace = self
+                .pacing
+                .pace(&endpoint_id, rate, reserved, self.clock.now_ms());
+            if pace != Pace::Go {
+                metrics::counter!("herald_deliveries_throttled_total", "endpoint_id" => endpoint_id.to_string())
+                    .increment(1);
+            }
+            match pace {
+                Pace::Go => {}
+                Pace::Wait(wait) => tokio::time::sleep(wait).await,
+                Pace::Later(turn) => return self.wait_turn(task, turn).await,
+            }
+        }
         let healthy = self.states.health.is_healthy(&endpoint_id);
         let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
             return self.defer(task).await;
@@ -200,6 +219,17 @@ impl Deliverer {
         self.writer.retry(tier, &task).await
     }
 
+    /// The endpoint's rate limit puts `task`'s turn at `turn`, too far ahead to wait in
+    /// memory: it keeps the turn and waits in the retry tier closest to the wait. No attempt
+    /// is spent.
+    async fn wait_turn(&self, mut task: v1::DeliveryTask, turn: i64) -> Result<(), Abandoned> {
+        let wait = std::time::Duration::from_millis((turn - self.clock.now_ms()).max(0) as u64);
+        let tier = self.policy.tiers()[self.policy.tier_for(wait)];
+        task.paced_turn_ms = turn;
+        task.due_at_ms = turn;
+        self.writer.retry(tier, &task).await
+    }
+
     /// One signed attempt of `event` (its payload moves into the request) to `entry`.
     async fn attempt(&self, entry: &Entry, event: &mut v1::EventEnvelope) -> AttemptOutput {
         let payload = crate::payload::body(
@@ -231,6 +261,10 @@ impl Deliverer {
     ) -> Result<(), Abandoned> {
         let summary = summarize(&output, attempt);
         let success = output.result.is_success();
+        if output.status == 429 {
+            metrics::counter!("herald_receiver_throttled_total", "endpoint_id" => task.endpoint_id.clone())
+                .increment(1);
+        }
         if !success {
             tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, attempt, class = output.result.class(), status = output.status, error = %output.error, "Attempt failed.");
         }

@@ -282,6 +282,7 @@ mod tests {
                 updated_at,
                 failing_since,
                 payload_format: Default::default(),
+                rate_limit: None,
             }),
         }
     }

@@ -24,6 +24,7 @@
 //! - [`transport`]: the seam deliveries leave through: signed requests, the `Transport`
 //!   trait, the deadline layer.
 //! - [`slots`]: per-endpoint concurrency, waited for or deferred by health.
+//! - [`pacing`]: per-endpoint rate limits: deliveries spaced out, waiting for their turn.
 //! - [`sink`]: the HTTP transport (timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
 //! - [`ssrf`]: destination address policy.
@@ -44,6 +45,7 @@ pub mod health;
 pub mod hold;
 pub mod inbound;
 pub mod metrics;
+pub mod pacing;
 pub mod payload;
 pub mod probe;
 pub mod retry;

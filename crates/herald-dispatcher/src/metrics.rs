@@ -16,6 +16,14 @@ pub fn describe() {
     );
     metrics::describe_counter!("herald_deliveries_deferred_total", "Deliveries moved to the first retry tier because their endpoint was at its concurrency limit (no attempt spent).");
     metrics::describe_counter!(
+        "herald_deliveries_throttled_total",
+        "Deliveries held back by their endpoint's rate limit (waited for their turn; never a failure), by endpoint."
+    );
+    metrics::describe_counter!(
+        "herald_receiver_throttled_total",
+        "Attempts the receiver answered 429 Too Many Requests (retried after Retry-After), by endpoint."
+    );
+    metrics::describe_counter!(
         "herald_deliveries_deduplicated_total",
         "Deliveries skipped because they were already started or delivered, by source."
     );

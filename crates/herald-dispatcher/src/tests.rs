@@ -305,3 +305,38 @@ async fn fan_out_reaches_subscribers_once_per_event_id() {
         .collect();
     assert_eq!(ids, [subscribed.id.as_str()]);
 }
+
+#[tokio::test]
+async fn a_rate_limited_endpoint_gets_spaced_deliveries_and_none_fails() {
+    let f = fixture_with(&[], |endpoint| endpoint.rate_limit = Some(2)).await;
+    let start = tokio::time::Instant::now();
+    let now = f.clock.now_ms();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| Deliverer::first_task(&event(), &f.endpoint.id))
+        .collect();
+    let steps = tasks.into_iter().map(|task| f.deliverer.step(task));
+    for result in futures::future::join_all(steps).await {
+        result.unwrap();
+    }
+    // Turns at +0, +0.5 s, +1 s (waited for in memory, patience 1 s) and +1.5 s (too far:
+    // it waits in a retry tier, keeping its turn).
+    assert!(start.elapsed() >= Duration::from_secs(1));
+    assert_eq!(f.memory.requests.lock().unwrap().len(), 3);
+    let topics = f.kafka.topics();
+    let tier = topics.retry(f.policy.tiers()[0]);
+    let waiting: Vec<v1::DeliveryTask> = records(&f.kafka, &tier).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].paced_turn_ms, now + 1_500);
+    assert_eq!(waiting[0].due_at_ms, now + 1_500);
+    assert_eq!(waiting[0].next_attempt, 1, "no attempt was spent");
+    assert!(waiting[0].attempts.is_empty());
+    // Back at its turn it goes, without taking another.
+    f.clock.set(now + 1_500);
+    f.deliverer.step(waiting[0].clone()).await.unwrap();
+    assert_eq!(f.memory.requests.lock().unwrap().len(), 4);
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    assert_eq!(attempts.len(), 4);
+    assert!(attempts.iter().all(|a| a.outcome == "delivered"));
+    let dead: Vec<v1::DeadLetter> = records(&f.kafka, &topics.dlq()).await;
+    assert!(dead.is_empty());
+}

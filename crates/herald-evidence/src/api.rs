@@ -8,12 +8,16 @@
 //!   `cursor`.
 //! - `GET /v1/audit` (`audit:read`): audit records; `actor`, `action` (or `endpoint.*`),
 //!   `target`, `since`, `until`, `limit`, `cursor`.
+//! - `GET /v1/reconciliation` (`deliveries:read`): per endpoint, the events accepted for it
+//!   in `since`..`until` and how many were delivered, dead-lettered or are pending, with a
+//!   verdict; `endpoint`, `tenant`.
 //!
 //! A key limited to a tenant sees only that tenant's attempts and records; another tenant's
 //! endpoint is 404 to it.
 
 use crate::attempts::{self, AttemptQuery};
 use crate::audit::{self, AuditQuery};
+use crate::reconcile;
 use crate::window::Window;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
@@ -56,6 +60,7 @@ pub fn router(state: EvidenceState) -> Router {
         .route("/v1/events/{id}/deliveries", get(event_deliveries))
         .route("/v1/endpoints/{id}/attempts", get(endpoint_attempts))
         .route("/v1/audit", get(audit_records))
+        .route("/v1/reconciliation", get(reconciliation))
         .with_state(state)
 }
 
@@ -143,6 +148,57 @@ async fn endpoint_attempts(
         "next_cursor": page.next_cursor,
         "total": page.total,
     })))
+}
+
+/// Query of `GET /v1/reconciliation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileParams {
+    since: Option<String>,
+    until: Option<String>,
+    endpoint: Option<String>,
+    tenant: Option<String>,
+}
+
+/// `GET /v1/reconciliation`.
+async fn reconciliation(
+    Authorized(caller, _): Authorized<scope::DeliveriesRead>,
+    State(state): State<EvidenceState>,
+    query: Result<Query<ReconcileParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let now = state.clock.now_ms();
+    let window = Window::parse(q.since.as_deref(), q.until.as_deref(), now).map_err(api_error)?;
+    let tenant = match (tenant_of(&caller), q.tenant) {
+        (Some(limit), Some(asked)) if asked != limit => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this API key may only read tenant `{limit}`"),
+            ))
+        }
+        (Some(limit), _) => Some(limit),
+        (None, asked) => asked,
+    };
+    if let Some(id) = &q.endpoint {
+        let id = EndpointId::parse(id).map_err(bad_id)?;
+        let visible = state
+            .endpoints
+            .get(&id)
+            .is_some_and(|e| tenant.as_ref().is_none_or(|t| *t == e.endpoint.tenant));
+        if !visible {
+            return Err(ApiError::not_found(format!("no endpoint {id}")));
+        }
+    }
+    let query = reconcile::ReconcileQuery {
+        window,
+        endpoint_id: q.endpoint,
+        tenant,
+    };
+    let reconciler = reconcile::reconcile(&state.kafka, &state.endpoints, &query)
+        .await
+        .map_err(api_error)?;
+    Ok(Json(reconcile::report_json(&reconciler, &query, now)))
 }
 
 /// Query of `GET /v1/audit`.

@@ -8,12 +8,15 @@
 //! ```text
 //! attempts.v1 ──▶ attempts (by event, endpoint, class, time) ──┐
 //! audit.v1 ─────▶ audit (by actor, action, target, time) ──────┴▶ api (routes) / herald deliveries, herald audit
+//! events.v1 + attempts.v1 + dlq ──▶ reconcile (owed vs. delivered, dead, pending) ──▶ herald reconcile
 //! ```
 //!
 //! Modules:
 //! - [`window`]: `since`/`until` and the offsets of a topic they cover.
 //! - [`attempts`]: the delivery log; a delivery's state from its attempts.
 //! - [`audit`]: the audit trail; JSON lines and CSV export.
+//! - [`reconcile`]: the reconciliation report: per endpoint, accepted = delivered +
+//!   dead-lettered + pending, with a verdict.
 //! - [`api`]: the routes.
 //! - [`error`]: what can go wrong.
 
@@ -21,6 +24,7 @@ pub mod api;
 pub mod attempts;
 pub mod audit;
 pub mod error;
+pub mod reconcile;
 pub mod window;
 
 pub use error::{Error, Result};

@@ -104,12 +104,12 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, ApiError> {
         let keys = KeysView::from_ref(state);
         let now = SharedClock::from_ref(state).now_ms();
-        let principal = require(&keys, &parts.headers, S::SCOPE, now)?;
         let source_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip().to_string())
             .unwrap_or_default();
+        let principal = require(&keys, &parts.headers, S::SCOPE, now, &source_ip)?;
         let request_id = parts
             .extensions
             .get::<RequestId>()
@@ -124,12 +124,15 @@ where
     }
 }
 
-/// Authenticates the caller at `now` and checks it holds `scope`.
+/// Authenticates the caller at `now` and checks it holds `scope`. A key that authenticates
+/// is noted as used from `source_ip` (also when it lacks the scope: an investigation wants
+/// those requests too).
 pub fn require(
     keys: &KeysView,
     headers: &HeaderMap,
     scope: Scope,
     now: i64,
+    source_ip: &str,
 ) -> Result<Principal, ApiError> {
     let token = headers
         .get("authorization")
@@ -139,6 +142,7 @@ pub fn require(
         metrics::counter!("herald_auth_failures_total", "reason" => err.reason()).increment(1);
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string())
     })?;
+    keys.note_use(&principal.key_id, source_ip, now);
     if !principal.has(scope) {
         metrics::counter!("herald_auth_failures_total", "reason" => "scope").increment(1);
         return Err(ApiError::new(

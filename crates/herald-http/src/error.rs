@@ -9,6 +9,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429s).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -18,7 +20,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// Adds a `Retry-After` header of `seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds.max(1));
+        self
     }
 
     /// 422: a field is missing or invalid.
@@ -62,6 +71,13 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() || self.status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(code = self.code, message = %self.message, "Request failed.");
         }
-        (self.status, axum::Json(self.body())).into_response()
+        let retry_after = self.retry_after_s;
+        let mut response = (self.status, axum::Json(self.body())).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

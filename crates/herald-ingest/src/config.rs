@@ -27,6 +27,15 @@ pub struct IngestConfig {
     /// `herald_api_keys_rotation_due`).
     #[serde(default = "default_key_ttl", with = "serde_human")]
     pub key_rotation_period: Duration,
+    /// Events a second one key may send to this process unless the key says otherwise
+    /// (a token bucket holding two seconds' worth; over it: 429 with `Retry-After`).
+    /// 0: unlimited.
+    #[serde(default = "default_key_rate_per_sec")]
+    pub key_rate_per_sec: u32,
+    /// How often each key's last use and source addresses are written to `keys.v1` (at
+    /// most one record per key and process per interval).
+    #[serde(default = "default_key_usage_flush", with = "serde_human")]
+    pub key_usage_flush: Duration,
     /// A full `hk_…` token registered with every scope at first start (bootstrap admin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_key: Option<String>,
@@ -34,6 +43,14 @@ pub struct IngestConfig {
 
 fn default_key_ttl() -> Duration {
     Duration::from_secs(90 * 86_400)
+}
+
+fn default_key_rate_per_sec() -> u32 {
+    1_000
+}
+
+fn default_key_usage_flush() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_max_endpoints_per_tenant() -> usize {
@@ -49,6 +66,8 @@ impl std::fmt::Debug for IngestConfig {
             .field("max_endpoints_per_tenant", &self.max_endpoints_per_tenant)
             .field("key_ttl", &self.key_ttl)
             .field("key_rotation_period", &self.key_rotation_period)
+            .field("key_rate_per_sec", &self.key_rate_per_sec)
+            .field("key_usage_flush", &self.key_usage_flush)
             .field(
                 "bootstrap_key",
                 &self.bootstrap_key.as_ref().map(|_| "<redacted>"),
@@ -67,6 +86,8 @@ impl IngestConfig {
             max_endpoints_per_tenant: default_max_endpoints_per_tenant(),
             key_ttl: default_key_ttl(),
             key_rotation_period: default_key_ttl(),
+            key_rate_per_sec: default_key_rate_per_sec(),
+            key_usage_flush: default_key_usage_flush(),
             bootstrap_key: None,
         }
     }
@@ -88,6 +109,12 @@ impl IngestConfig {
         }
         if !(day..=day * 3_650).contains(&self.key_rotation_period) {
             return Err("ingest.key_rotation_period: must be between 1d and 3650d".into());
+        }
+        if self.key_rate_per_sec > herald_core::throttle::MAX_RATE_PER_SEC {
+            return Err("ingest.key_rate_per_sec: at most 1000000 (0: unlimited)".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3_600)).contains(&self.key_usage_flush) {
+            return Err("ingest.key_usage_flush: must be between 1s and 1h".into());
         }
         if let Some(key) = &self.bootstrap_key {
             herald_core::apikey::ApiKeyToken::parse(key).map_err(|_| {

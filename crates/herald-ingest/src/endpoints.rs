@@ -52,6 +52,8 @@ struct CreateIn {
     secret: Option<String>,
     /// `raw` (default) or `standard`.
     payload_format: Option<String>,
+    /// Most delivery requests a second (absent or 0: no limit).
+    rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +64,8 @@ struct PatchIn {
     description: Option<String>,
     enabled: Option<bool>,
     payload_format: Option<String>,
+    /// 0 lifts the limit.
+    rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,10 +90,21 @@ pub fn to_json(endpoint: &Endpoint, version: u64, now: i64) -> Value {
         "disabled_reason": endpoint.disabled_reason,
         "failing_since_ms": endpoint.failing_since,
         "payload_format": endpoint.payload_format.as_str(),
+        "rate_limit": endpoint.rate_limit,
         "secrets_active": endpoint.active_secrets(now).len(),
         "created_at_ms": endpoint.created_at,
         "updated_at_ms": endpoint.updated_at,
     })
+}
+
+/// A requested delivery rate limit: 0 is none.
+fn rate_limit(per_sec: u32) -> Result<Option<u32>, ApiError> {
+    if per_sec == 0 {
+        return Ok(None);
+    }
+    herald_core::throttle::validate_rate(per_sec)
+        .map(Some)
+        .map_err(|e| ApiError::invalid(format!("rate_limit: {e} (0: no limit)")))
 }
 
 fn payload_format(text: Option<&str>) -> Result<PayloadFormat, ApiError> {
@@ -208,6 +223,7 @@ fn same_config(a: &Endpoint, b: &Endpoint) -> bool {
         && a.description == b.description
         && a.enabled == b.enabled
         && a.payload_format == b.payload_format
+        && a.rate_limit == b.rate_limit
         && a.signing_keys == b.signing_keys
         && a.updated_at == b.updated_at
 }
@@ -269,11 +285,13 @@ pub async fn create(
         ));
     }
     let payload_format = payload_format(input.payload_format.as_deref())?;
+    let rate_limit = rate_limit(input.rate_limit.unwrap_or(0))?;
     let endpoint = Endpoint {
         description: input.description,
         event_types: input.event_types,
         tenant,
         payload_format,
+        rate_limit,
         ..Endpoint::new(EndpointId::generate(now), input.url, secret.clone(), now)
     };
     store(&state, &endpoint, 1).await?;
@@ -283,7 +301,7 @@ pub async fn create(
             &endpoint.tenant,
             "endpoint.created",
             endpoint.id.as_str(),
-            json!({"url": endpoint.url}),
+            json!({"url": endpoint.url, "rate_limit": endpoint.rate_limit}),
         )
         .await;
     let mut out = to_json(&endpoint, 1, now);
@@ -343,6 +361,9 @@ pub async fn update(
     if let Some(format) = input.payload_format.as_deref() {
         endpoint.payload_format = payload_format(Some(format))?;
     }
+    if let Some(per_sec) = input.rate_limit {
+        endpoint.rate_limit = rate_limit(per_sec)?;
+    }
     let now = state.clock.now_ms();
     if let Some(enabled) = input.enabled {
         endpoint.set_enabled_by_operator(enabled, now);
@@ -356,7 +377,7 @@ pub async fn update(
             &endpoint.tenant,
             "endpoint.updated",
             id.as_str(),
-            json!({"enabled": endpoint.enabled, "payload_format": endpoint.payload_format.as_str()}),
+            json!({"enabled": endpoint.enabled, "payload_format": endpoint.payload_format.as_str(), "rate_limit": endpoint.rate_limit}),
         )
         .await;
     let version = entry.version + 1;

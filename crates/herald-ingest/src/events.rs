@@ -137,6 +137,10 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let principal = auth.map_err(rejected)?.caller();
+    state
+        .limits
+        .admit(&principal, 1, state.clock.now_ms())
+        .map_err(rejected)?;
     let item: EventIn = body::json(&headers, body, state.config.max_body_bytes)
         .await
         .map_err(rejected)?;
@@ -167,6 +171,10 @@ pub async fn batch(
             batch.events.len()
         ))));
     }
+    state
+        .limits
+        .admit(&principal, batch.events.len() as u32, state.clock.now_ms())
+        .map_err(rejected)?;
     let items = batch.events.iter().enumerate().map(|(index, raw)| {
         let state = &state;
         let principal = &principal;

@@ -68,6 +68,9 @@ pub struct NewKey {
     pub never_expires: bool,
     #[serde(default)]
     pub tenant: String,
+    /// Events a second the key may send (default `ingest.key_rate_per_sec`; 0: unlimited,
+    /// flagged in every listing).
+    pub rate_per_sec: Option<u32>,
 }
 
 /// A key record as the API and `herald keys list --json` show it (never the token).
@@ -77,6 +80,9 @@ pub fn key_json(record: &v1::KeyRecord, state: &IngestState) -> Value {
         record.revoked_at_ms == 0 && (record.expires_at_ms == 0 || record.expires_at_ms > now);
     let age_ms = (now - record.created_at_ms).max(0);
     let rotation_ms = state.config.key_rotation_period.as_millis() as i64;
+    let usage = KeyId::parse(&record.id)
+        .ok()
+        .and_then(|id| state.keys.usage(&id));
     json!({
         "id": record.id,
         "name": record.name,
@@ -89,7 +95,20 @@ pub fn key_json(record: &v1::KeyRecord, state: &IngestState) -> Value {
         "state": if record.revoked_at_ms != 0 { "revoked" } else if live { "active" } else { "expired" },
         "age_days": age_ms / 86_400_000,
         "rotation_due": live && age_ms >= rotation_ms,
+        "rate_per_sec": record.rate_per_sec,
+        "rate_limit_per_sec": effective_rate(record, state),
+        "unlimited_rate": effective_rate(record, state).is_none(),
+        "last_used_at_ms": usage.as_ref().map(|u| u.last_used_at_ms).filter(|at| *at != 0),
+        "last_addresses": usage.map(|u| u.addresses).unwrap_or_default().iter().map(|a| json!({
+            "address": a.address,
+            "last_seen_at_ms": a.last_seen_at_ms,
+        })).collect::<Vec<_>>(),
     })
+}
+
+/// The events a second a key may send (`None`: unlimited).
+fn effective_rate(record: &v1::KeyRecord, state: &IngestState) -> Option<u32> {
+    Some(record.rate_per_sec.unwrap_or(state.config.key_rate_per_sec)).filter(|r| *r > 0)
 }
 
 /// Writes a key record and applies it locally.
@@ -124,6 +143,7 @@ pub fn mint(
         expires_at_ms,
         revoked_at_ms: 0,
         tenant,
+        rate_per_sec: None,
     };
     (record, token)
 }
@@ -184,7 +204,12 @@ pub async fn create_key(
             now + seconds.unwrap_or(ttl_s).clamp(1, 10 * 365 * 86_400) as i64 * 1_000
         }
     };
-    let (record, token) = mint(input.name, input.scopes, tenant, expires, now);
+    if let Some(rate) = input.rate_per_sec.filter(|r| *r != 0) {
+        herald_core::throttle::validate_rate(rate)
+            .map_err(|e| ApiError::invalid(format!("rate_per_sec: {e} (0: unlimited)")))?;
+    }
+    let (mut record, token) = mint(input.name, input.scopes, tenant, expires, now);
+    record.rate_per_sec = input.rate_per_sec;
     store(state, &record).await?;
     state
         .audit(
@@ -192,7 +217,7 @@ pub async fn create_key(
             &record.tenant,
             "key.created",
             &record.id,
-            json!({"scopes": record.scopes, "never_expires": expires == 0, "expires_at_ms": expires}),
+            json!({"scopes": record.scopes, "never_expires": expires == 0, "expires_at_ms": expires, "rate_per_sec": record.rate_per_sec}),
         )
         .await;
     Ok((record, token))
@@ -266,13 +291,14 @@ pub async fn roll_key(
     } else {
         now + state.config.key_ttl.as_millis() as i64
     };
-    let (record, token) = mint(
+    let (mut record, token) = mint(
         old.name.clone(),
         old.scopes.clone(),
         old.tenant.clone(),
         expires,
         now,
     );
+    record.rate_per_sec = old.rate_per_sec;
     store(state, &record).await?;
     old.expires_at_ms = if old.expires_at_ms == 0 {
         overlap_end

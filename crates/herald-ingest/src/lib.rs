@@ -19,6 +19,7 @@
 //! - [`events`], [`endpoints`], [`keys`], [`health`]: the routes, each module with its own
 //!   `routes()`.
 //! - [`key_admin`]: API key management, shared by `/v1/keys` and `herald keys`.
+//! - [`throttle`]: per-key ingest rate limits (token buckets, 429 with `Retry-After`).
 //! - [`service`]: [`run`], the merged router and the bootstrap key.
 //! - [`error`]: errors of start-up.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
@@ -33,6 +34,7 @@ pub mod keys;
 pub mod metrics;
 pub mod service;
 pub mod state;
+pub mod throttle;
 
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
     let state = IngestState {
+        limits: std::sync::Arc::new(crate::throttle::KeyLimits::new(config.key_rate_per_sec)),
         config,
         topics: deps.topics,
         producer: deps.producer,
@@ -42,6 +43,7 @@ pub async fn run(
     };
     ensure_bootstrap_key(&state).await?;
     crate::metrics::zero();
+    crate::metrics::zero_keys(&state.keys.list());
     herald_http::metrics::zero();
     let probe = state.clone();
     herald_kafka::health::spawn_refresh(
@@ -53,13 +55,26 @@ pub async fn run(
         },
         shutdown.clone(),
     );
+    let usage = {
+        let (keys, producer) = (state.keys.clone(), state.producer.clone());
+        let (every, shutdown) = (state.config.key_usage_flush, shutdown.clone());
+        tokio::spawn(async move { keys.flush_usage_every(producer, every, shutdown).await })
+    };
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let app = herald_http::app(router(state).merge(deps.routes)).merge(deps.unmetered);
     tracing::info!(%addr, "Ingest and admin API listening.");
     (deps.listening)(addr);
-    herald_http::serve(listener, app, shutdown)
+    let stopping = shutdown.clone();
+    let served = herald_http::serve(listener, app, shutdown)
         .await
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    if stopping.is_cancelled() {
+        // The last uses noted before the stop are written before the process goes.
+        let _ = usage.await;
+    } else {
+        usage.abort();
+    }
+    served
 }
 
 /// Every route of the ingest and admin API, ready to merge with the other crates' routes
@@ -104,6 +119,7 @@ pub async fn ensure_bootstrap_key(state: &IngestState) -> Result<(), Error> {
         expires_at_ms: 0,
         revoked_at_ms: 0,
         tenant: String::new(),
+        rate_per_sec: None,
     };
     crate::key_admin::store(state, &record)
         .await

@@ -19,6 +19,8 @@ pub struct IngestState {
     pub keys: KeysView,
     /// Where "now" comes from (key expiry, secret overlaps, event and record times).
     pub clock: SharedClock,
+    /// Per-key ingest rate limits.
+    pub limits: std::sync::Arc<crate::throttle::KeyLimits>,
 }
 
 impl FromRef<IngestState> for KeysView {

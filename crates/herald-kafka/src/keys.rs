@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 pub struct KeysState {
     pub by_id: HashMap<KeyId, v1::KeyRecord>,
     by_hash: HashMap<String, KeyId>,
+    /// When and from where each key was used lately (`usage/<key id>` records).
+    pub usage: HashMap<KeyId, v1::KeyUsage>,
 }
 
 /// A successfully authenticated caller.
@@ -25,6 +27,8 @@ pub struct Principal {
     pub scopes: Vec<Scope>,
     /// The tenant the key is limited to (empty: any).
     pub tenant: String,
+    /// Events a second the key may send; `None`: the configured default, `Some(0)`: unlimited.
+    pub rate_per_sec: Option<u32>,
 }
 
 impl Principal {
@@ -64,7 +68,11 @@ impl AuthError {
 
 fn fold() -> Apply<KeysState> {
     Arc::new(|state: &mut KeysState, key: &[u8], value: Option<&[u8]>| {
-        let Ok(id) = KeyId::parse(&String::from_utf8_lossy(key)) else {
+        let key = String::from_utf8_lossy(key);
+        if let Some(id) = key.strip_prefix(crate::key_usage::USAGE_PREFIX) {
+            return crate::key_usage::fold(state, id, value);
+        }
+        let Ok(id) = KeyId::parse(&key) else {
             return;
         };
         let old = state.by_id.remove(&id);
@@ -97,13 +105,20 @@ fn fold() -> Apply<KeysState> {
 #[derive(Clone)]
 pub struct KeysView {
     view: View<KeysState>,
+    /// The keys topic (usage records are written there too).
+    pub(crate) topic: String,
+    /// Uses noted since the last usage flush (see [`crate::key_usage`]).
+    pub(crate) pending: Arc<std::sync::Mutex<crate::key_usage::Pending>>,
 }
 
 impl KeysView {
     /// Starts following the keys topic.
     pub fn spawn(config: &KafkaConfig, tasks: &TaskTracker, shutdown: CancellationToken) -> Self {
+        let topic = config.topics().keys();
         Self {
-            view: View::spawn(config, config.topics().keys(), fold(), tasks, shutdown),
+            view: View::spawn(config, topic.clone(), fold(), tasks, shutdown),
+            topic,
+            pending: Arc::default(),
         }
     }
 
@@ -158,6 +173,7 @@ impl KeysView {
                     .filter_map(|s| Scope::parse(s).ok())
                     .collect(),
                 tenant: record.tenant.clone(),
+                rate_per_sec: record.rate_per_sec,
             })
         })
     }

@@ -17,7 +17,8 @@
 //! - [`provision`]: idempotent topic creation with cleanup policy and retention.
 //! - [`view`]: a compacted topic folded into memory, caught up at start and followed live;
 //!   [`fresh`] tells when it holds everything acknowledged before a given moment.
-//! - [`endpoints`], [`keys`]: the two views every service holds.
+//! - [`endpoints`], [`keys`]: the two views every service holds; [`key_usage`]: when and
+//!   from where each key was used lately, written coarsely.
 //! - [`page`]: cursor pages over a scan with bounded memory.
 //! - [`scan`]: bounded reads of a topic (watermarks, offsets by time, a scanner that ends).
 //! - [`lease`]: a role one process holds at a time, decided in log order.
@@ -34,6 +35,7 @@ pub mod endpoints;
 pub mod error;
 pub mod fresh;
 pub mod health;
+pub mod key_usage;
 pub mod keys;
 pub mod lease;
 pub mod membership;

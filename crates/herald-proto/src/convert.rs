@@ -94,6 +94,7 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
             PayloadFormat::Raw => String::new(),
             other => other.as_str().to_owned(),
         },
+        rate_limit_per_sec: endpoint.rate_limit.unwrap_or(0),
     }
 }
 
@@ -155,6 +156,7 @@ pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result
         updated_at: state.updated_at_ms,
         payload_format: PayloadFormat::parse(&state.payload_format)
             .map_err(|e| invalid("endpoint", e))?,
+        rate_limit: Some(state.rate_limit_per_sec).filter(|r| *r != 0),
     })
 }
 
@@ -211,6 +213,7 @@ mod tests {
             created_at: 1,
             updated_at: 2,
             payload_format: PayloadFormat::Standard,
+            rate_limit: Some(25),
         };
         let state = endpoint_to_state(&endpoint, 3, &key);
         assert_eq!(state.payload_format, "standard");

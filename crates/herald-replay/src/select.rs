@@ -211,6 +211,7 @@ mod tests {
             last_failure: Some(failure.clone()),
             attempts: vec![failure.clone(); 4],
             replay_id: String::new(),
+            paced_turn_ms: 0,
         };
         let again = redrive(task.clone(), "rpl_9", 99);
         assert_eq!(again.next_attempt, 1);

@@ -51,6 +51,8 @@ pub enum Command {
     Deliveries(crate::evidence_cmd::DeliveriesArgs),
     /// The audit trail: who did what, when, from where; export as JSON lines or CSV.
     Audit(crate::evidence_cmd::AuditArgs),
+    /// Reconciliation: per endpoint, events accepted = delivered + dead-lettered + pending.
+    Reconcile(crate::reconcile_cmd::ReconcileArgs),
     /// Manage Herald's topics.
     Topics {
         #[command(subcommand)]

@@ -32,6 +32,9 @@ pub enum KeysAction {
         /// A key that never expires (flagged in every listing).
         #[arg(long)]
         never_expires: bool,
+        /// Events a second the key may send (default `ingest.key_rate_per_sec`; 0: unlimited).
+        #[arg(long)]
+        rate_per_sec: Option<u32>,
     },
     /// List keys with state, age and whether rotation is due.
     List {
@@ -69,6 +72,7 @@ pub async fn run(config: HeraldConfig, action: KeysAction) -> Result<()> {
         endpoints: shared.endpoints.clone(),
         keys: shared.keys.clone(),
         clock: SharedClock::system(),
+        limits: std::sync::Arc::new(herald_ingest::throttle::KeyLimits::new(0)),
     };
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let actor = Actor::named(format!("cli:{user}"));
@@ -87,6 +91,7 @@ async fn act(state: &IngestState, manager: Manager<'_>, action: KeysAction) -> R
             tenant,
             expires_in,
             never_expires,
+            rate_per_sec,
         } => {
             let input = NewKey {
                 name,
@@ -94,6 +99,7 @@ async fn act(state: &IngestState, manager: Manager<'_>, action: KeysAction) -> R
                 expires_in_seconds: expires_in.map(|d| d.as_secs().max(1)),
                 never_expires,
                 tenant,
+                rate_per_sec,
             };
             let (record, token) = key_admin::create_key(state, manager, input)
                 .await
@@ -108,29 +114,7 @@ async fn act(state: &IngestState, manager: Manager<'_>, action: KeysAction) -> R
                     println!("{k}");
                     continue;
                 }
-                println!(
-                    "{}  {:<8}  {:>4}d  {}{}{}  {}  {}",
-                    record.id,
-                    k["state"].as_str().unwrap_or(""),
-                    k["age_days"],
-                    if k["rotation_due"] == true {
-                        "ROTATION DUE  "
-                    } else {
-                        ""
-                    },
-                    if k["never_expires"] == true {
-                        "NEVER EXPIRES  "
-                    } else {
-                        ""
-                    },
-                    if record.tenant.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        format!("tenant {}", record.tenant)
-                    },
-                    record.name,
-                    record.scopes.join(","),
-                );
+                println!("{}", table_line(&record, &k));
             }
         }
         KeysAction::Roll { id, overlap } => {
@@ -154,4 +138,46 @@ async fn act(state: &IngestState, manager: Manager<'_>, action: KeysAction) -> R
         }
     }
     Ok(())
+}
+
+/// One key as `herald keys list` prints it.
+fn table_line(record: &herald_proto::v1::KeyRecord, k: &serde_json::Value) -> String {
+    let flag = |field: &str, text: &'static str| if k[field] == true { text } else { "" };
+    let used = match k["last_used_at_ms"].as_i64() {
+        None => "never used".to_owned(),
+        Some(at) => {
+            let from: Vec<&str> = k["last_addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["address"].as_str())
+                .collect();
+            format!(
+                "last used {} from {}",
+                herald_evidence::window::format_instant(at),
+                if from.is_empty() {
+                    "-".to_owned()
+                } else {
+                    from.join(",")
+                }
+            )
+        }
+    };
+    format!(
+        "{}  {:<8}  {:>4}d  {}{}{}{}  {}  {}  {}",
+        record.id,
+        k["state"].as_str().unwrap_or(""),
+        k["age_days"],
+        flag("rotation_due", "ROTATION DUE  "),
+        flag("never_expires", "NEVER EXPIRES  "),
+        flag("unlimited_rate", "UNLIMITED RATE  "),
+        if record.tenant.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("tenant {}", record.tenant)
+        },
+        record.name,
+        record.scopes.join(","),
+        used,
+    )
 }

@@ -10,7 +10,7 @@
 //! - [`services`]: topics, producer and views, ingest and dispatcher from one config.
 //! - [`observability`]: logs, the metrics recorder, `/metrics`, `/healthz`, `/readyz`.
 //! - [`broker`]: the embedded broker (tansu) behind `herald dev` and `herald broker`.
-//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`keys_cmd`], [`status_cmd`]: the commands.
+//! - [`dev`], [`replay_cmd`], [`dlq_cmd`], [`endpoints_cmd`], [`evidence_cmd`], [`reconcile_cmd`], [`keys_cmd`], [`status_cmd`]: the commands.
 //! - [`prometheus`]: the Prometheus text format, read.
 //! - [`openapi`]: the OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
 
@@ -25,6 +25,7 @@ pub mod keys_cmd;
 pub mod observability;
 pub mod openapi;
 pub mod prometheus;
+pub mod reconcile_cmd;
 pub mod replay_cmd;
 pub mod services;
 pub mod status_cmd;
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Endpoints { action } => endpoints_cmd::run(config, action).await,
         Command::Deliveries(args) => evidence_cmd::deliveries(config, args).await,
         Command::Audit(args) => evidence_cmd::audit(config, args).await,
+        Command::Reconcile(args) => reconcile_cmd::run(config, args).await,
         Command::Topics { action } => topics(config, action).await,
     }
 }

@@ -175,6 +175,9 @@ impl Drop for Proc {
 pub fn herald_env(admin_token: &str, master_key: &str) -> Vec<(&'static str, String)> {
     vec![
         ("HERALD_INGEST__BOOTSTRAP_KEY", admin_token.to_owned()),
+        // Tests send as fast as they can; the throttling test makes keys of its own rate.
+        ("HERALD_INGEST__KEY_RATE_PER_SEC", "0".to_owned()),
+        ("HERALD_INGEST__KEY_USAGE_FLUSH", "1s".to_owned()),
         ("HERALD_MASTER_KEY", master_key.to_owned()),
         ("HERALD_KAFKA__PARTITIONS", "3".to_owned()),
         (

@@ -3,7 +3,8 @@
 //!
 //! Split by what they check: [`auth`] (keys and scopes), [`bodies`] (every bad-input
 //! answer of the write routes), [`admin`] (endpoint and key management rules), [`service`]
-//! (health, readiness, `run` on a port of its own).
+//! (health, readiness, `run` on a port of its own), [`throttle`] (per-key rate limits and
+//! key usage).
 
 use crate::{router, IngestConfig, IngestState};
 use axum::body::Body;
@@ -45,6 +46,7 @@ fn key(scopes: &[&str], expires_at_ms: i64, revoked_at_ms: i64) -> (v1::KeyRecor
         expires_at_ms,
         revoked_at_ms,
         tenant: String::new(),
+        rate_per_sec: None,
     };
     (record, token.expose())
 }
@@ -80,6 +82,7 @@ fn fixture() -> Fixture {
         endpoints,
         keys,
         clock,
+        limits: std::sync::Arc::new(crate::throttle::KeyLimits::new(0)),
     };
     Fixture {
         state,
@@ -130,3 +133,4 @@ mod admin;
 mod auth;
 mod bodies;
 mod service;
+mod throttle;

@@ -193,6 +193,8 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
         ("HERALD_LOG", settings.log_filter.clone()),
         ("HERALD_KAFKA__BROKERS", broker_addr.clone()),
         ("HERALD_INGEST__BOOTSTRAP_KEY", admin_key.clone()),
+        // The load measures Herald's pipeline, not the per-key ingest throttle.
+        ("HERALD_INGEST__KEY_RATE_PER_SEC", "0".to_owned()),
         ("HERALD_MASTER_KEY", master_key),
         ("HERALD_KAFKA__PARTITIONS", settings.partitions.to_string()),
         (
