@@ -20,6 +20,7 @@ mod kafka_topics;
 mod keys;
 mod large;
 mod observability;
+mod operational;
 mod payload_format;
 mod policy;
 mod reconcile;

@@ -107,7 +107,11 @@ fn the_numbers_add_up_per_endpoint_on_the_api_and_the_cli() {
     assert_eq!(changed["verdict"], "mismatch", "{changed}");
     assert_eq!(changed["endpoints"][0]["unexpected"], n + 5);
     let (code, _) = cli(&stack, &["--endpoint", &ok]);
-    assert_eq!(code, Some(2), "the CLI fails on a mismatch, like any failed command");
+    assert_eq!(
+        code,
+        Some(2),
+        "the CLI fails on a mismatch, like any failed command"
+    );
 
     // Bad input: a clear 4xx naming the problem.
     for (query, status, needle) in [

@@ -400,13 +400,28 @@ fn dry_run_and_bad_input_change_nothing() {
     stack.wait_pending(&endpoint, N as u64);
     receiver.set_failing(false);
     let brokers = stack.broker.bootstrap();
-    // The dispatcher's lease renewals (leases.v1) are liveness, not data: left out.
+    // Left out: the dispatcher's lease renewals (leases.v1) are liveness, and keys.v1 gets
+    // the admin key's usage records (its calls below are uses): bookkeeping, not data. The
+    // key records themselves must not change.
     let data_marks = || {
         let mut marks = topic_watermarks(&brokers, "herald.");
-        marks.retain(|(topic, _), _| topic != "herald.leases.v1");
+        marks.retain(|(topic, _), _| topic != "herald.leases.v1" && topic != "herald.keys.v1");
         marks
     };
+    let key_records = || {
+        let (status, keys) = stack.get("/v1/keys");
+        assert_eq!(status, 200, "{keys}");
+        let mut records: Vec<String> = keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| format!("{} {} {}", k["id"], k["state"], k["expires_at_ms"]))
+            .collect();
+        records.sort();
+        records
+    };
     let snapshot = data_marks();
+    let keys_before = key_records();
     assert!(snapshot.contains_key(&(TIER.to_owned(), 0)), "{snapshot:?}");
 
     let (code, lines, stderr) = stack.cli("dry", &["replay", "dlq", "--dry-run"]);
@@ -497,6 +512,7 @@ fn dry_run_and_bad_input_change_nothing() {
         snapshot,
         "dry runs and refused requests wrote nothing"
     );
+    assert_eq!(key_records(), keys_before, "no key changed");
     assert!(
         receiver.ids("/hook", 200).is_empty(),
         "nothing was delivered"

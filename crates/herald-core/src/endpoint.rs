@@ -77,6 +77,10 @@ pub struct Endpoint {
     /// Most delivery requests a second to this endpoint (`None`: as fast as its concurrency
     /// allows). Deliveries over it wait their turn: a throttled delivery is not a failure.
     pub rate_limit: Option<u32>,
+    /// The tenant's operational endpoint: it receives Herald's own events about the
+    /// tenant's endpoints and deliveries (see [`crate::event::OPERATIONAL_TYPES`]), and
+    /// nothing else.
+    pub operational: bool,
 }
 
 /// Most signing secrets an endpoint holds at once (the current one and those still
@@ -107,6 +111,7 @@ impl Endpoint {
             failing_since: None,
             payload_format: PayloadFormat::Raw,
             rate_limit: None,
+            operational: false,
         }
     }
 
@@ -174,9 +179,11 @@ impl Endpoint {
         true
     }
 
-    /// Whether this endpoint wants events of `event_type` from `tenant`.
-    pub fn subscribes_to(&self, event_type: &str, tenant: &str) -> bool {
-        (self.tenant.is_empty() || self.tenant == tenant)
+    /// Whether this endpoint wants events of `event_type` from `tenant`; `operational`:
+    /// whether the event is one of Herald's own (those go to operational endpoints only).
+    pub fn subscribes_to(&self, event_type: &str, tenant: &str, operational: bool) -> bool {
+        self.operational == operational
+            && (self.tenant.is_empty() || self.tenant == tenant)
             && (self.event_types.is_empty()
                 || self
                     .event_types
@@ -248,6 +255,7 @@ mod tests {
             updated_at: 0,
             payload_format: PayloadFormat::Raw,
             rate_limit: None,
+            operational: false,
         }
     }
 
@@ -285,11 +293,18 @@ mod tests {
 
     #[test]
     fn subscription_by_type_and_tenant() {
-        assert!(endpoint(&[], "").subscribes_to("a.b", "t1"));
-        assert!(endpoint(&["stock.*"], "").subscribes_to("stock.moved", ""));
-        assert!(!endpoint(&["stock.*"], "").subscribes_to("invoice.paid", ""));
-        assert!(endpoint(&["a", "b"], "t1").subscribes_to("b", "t1"));
-        assert!(!endpoint(&["a", "b"], "t1").subscribes_to("b", "t2"));
+        assert!(endpoint(&[], "").subscribes_to("a.b", "t1", false));
+        assert!(endpoint(&["stock.*"], "").subscribes_to("stock.moved", "", false));
+        assert!(!endpoint(&["stock.*"], "").subscribes_to("invoice.paid", "", false));
+        assert!(endpoint(&["a", "b"], "t1").subscribes_to("b", "t1", false));
+        assert!(!endpoint(&["a", "b"], "t1").subscribes_to("b", "t2", false));
+        // Herald's own events reach operational endpoints only, and nothing else does.
+        assert!(!endpoint(&[], "").subscribes_to("endpoint.failing", "t1", true));
+        let mut ops = endpoint(&[], "t1");
+        ops.operational = true;
+        assert!(ops.subscribes_to("endpoint.failing", "t1", true));
+        assert!(!ops.subscribes_to("endpoint.failing", "t2", true));
+        assert!(!ops.subscribes_to("stock.moved", "t1", false));
     }
 
     #[test]

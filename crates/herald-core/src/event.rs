@@ -6,6 +6,20 @@ use crate::UnixMillis;
 /// The most characters an event type may have.
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
+/// The `source` of the events Herald itself emits about its own operation (an endpoint
+/// failing, recovering, disabled; a delivery dead-lettered). Producers cannot send it: ingest
+/// stamps each event with the key that sent it. Operational events go to operational
+/// endpoints only, and operational endpoints receive nothing else.
+pub const OPERATIONAL_SOURCE: &str = "herald:operational";
+
+/// The operational event types.
+pub const OPERATIONAL_TYPES: [&str; 4] = [
+    "endpoint.failing",
+    "endpoint.recovered",
+    "endpoint.disabled",
+    "delivery.dead_lettered",
+];
+
 /// An accepted event. `payload` is the exact JSON bytes delivered to endpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

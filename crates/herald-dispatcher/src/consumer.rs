@@ -122,11 +122,7 @@ pub(crate) async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) 
     if deliverer.endpoints_synced(accepted).await.is_err() {
         return false;
     }
-    let subscribers = deliverer.endpoints.subscribers(
-        &envelope.event_type,
-        &envelope.tenant,
-        envelope.accepted_at_ms,
-    );
+    let subscribers = deliverer.endpoints.subscribers(&envelope);
     metrics::counter!("herald_fanout_deliveries_total").increment(subscribers.len() as u64);
     let steps = subscribers
         .iter()

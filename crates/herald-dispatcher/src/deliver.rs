@@ -334,7 +334,7 @@ impl Deliverer {
                             .await?;
                     }
                 }
-                self.writer.dead(task, reason).await
+                self.park(task, reason).await
             }
         }
     }
@@ -348,7 +348,17 @@ impl Deliverer {
     ) -> Result<(), Abandoned> {
         metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
         tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason = reason.as_str(), "Delivery parked without an attempt.");
-        self.writer.dead(task, reason).await
+        self.park(task, reason).await
+    }
+
+    /// Writes the dead letter, then tells the tenant's operational endpoint.
+    async fn park(&self, task: v1::DeliveryTask, reason: DeadReason) -> Result<(), Abandoned> {
+        let report = task.clone();
+        self.writer.dead(task, reason).await?;
+        self.states
+            .ops
+            .dead_lettered(&report, reason.as_str())
+            .await
     }
 }
 

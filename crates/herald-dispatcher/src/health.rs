@@ -283,6 +283,7 @@ mod tests {
                 failing_since,
                 payload_format: Default::default(),
                 rate_limit: None,
+                operational: false,
             }),
         }
     }

@@ -24,6 +24,8 @@
 //! - [`transport`]: the seam deliveries leave through: signed requests, the `Transport`
 //!   trait, the deadline layer.
 //! - [`slots`]: per-endpoint concurrency, waited for or deferred by health.
+//! - [`operational`]: Herald's own events (endpoint failing/recovered/disabled, delivery
+//!   dead-lettered) to each tenant's operational endpoint, through the normal pipeline.
 //! - [`pacing`]: per-endpoint rate limits: deliveries spaced out, waiting for their turn.
 //! - [`sink`]: the HTTP transport (timeouts, no redirects, SSRF-guarded DNS).
 //! - [`route`]: durable writes of attempt records, retry tasks, dead letters.
@@ -45,6 +47,7 @@ pub mod health;
 pub mod hold;
 pub mod inbound;
 pub mod metrics;
+pub mod operational;
 pub mod pacing;
 pub mod payload;
 pub mod probe;

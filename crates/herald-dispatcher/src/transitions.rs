@@ -13,6 +13,7 @@
 //! version from this process).
 
 use crate::health::HealthBook;
+use crate::operational::{Operational, Report};
 use crate::route::{Abandoned, OutcomeWriter};
 use herald_core::clock::SharedClock;
 use herald_core::endpoint::Endpoint;
@@ -30,6 +31,8 @@ pub struct EndpointStates {
     clock: SharedClock,
     /// One endpoint-state write at a time.
     turn: tokio::sync::Mutex<()>,
+    /// Operational events to the tenant's admin endpoint.
+    pub ops: Operational,
 }
 
 impl EndpointStates {
@@ -41,6 +44,7 @@ impl EndpointStates {
         clock: SharedClock,
     ) -> Self {
         Self {
+            ops: Operational::new(writer.clone(), endpoints.clone()),
             health,
             writer,
             endpoints,
@@ -84,6 +88,7 @@ impl EndpointStates {
         };
         let mut endpoint = (*entry.endpoint).clone();
         let failing = health.failing_since.is_some();
+        let was_failing_since = endpoint.failing_since;
         if !endpoint.set_failing_since(health.failing_since, self.clock.now_ms()) {
             return Ok(()); // already recorded (by a concurrent attempt, another dispatcher, or before a restart)
         }
@@ -105,9 +110,31 @@ impl EndpointStates {
             serde_json::json!({})
         };
         self.writer
-            .audit(&endpoint.tenant, action, id.as_str(), detail)
+            .audit(&endpoint.tenant, action, id.as_str(), detail.clone())
             .await;
-        Ok(())
+        let (since, mut data) = if failing {
+            (health.failing_since, detail)
+        } else {
+            (
+                was_failing_since,
+                serde_json::json!({
+                    "failing_since_ms": was_failing_since,
+                    "recovered_at_ms": self.clock.now_ms(),
+                }),
+            )
+        };
+        data["endpoint_id"] = id.as_str().into();
+        data["url"] = endpoint.url.clone().into();
+        data["tenant"] = endpoint.tenant.clone().into();
+        self.ops
+            .emit(Report {
+                kind: action,
+                tenant: &endpoint.tenant,
+                about: id.as_str(),
+                key: format!("{id}:{}", since.unwrap_or_default()),
+                data,
+            })
+            .await
     }
 
     /// Writes the health fields of `endpoint` as `version`, reads the view up to it and, when
@@ -163,6 +190,21 @@ impl EndpointStates {
                 serde_json::json!({"reason": reason, "why": why}),
             )
             .await;
-        Ok(())
+        self.ops
+            .emit(Report {
+                kind: "endpoint.disabled",
+                tenant: &endpoint.tenant,
+                about: id.as_str(),
+                key: format!("{id}:{}", endpoint.updated_at),
+                data: serde_json::json!({
+                    "endpoint_id": id.as_str(),
+                    "url": endpoint.url,
+                    "tenant": endpoint.tenant,
+                    "reason": reason,
+                    "why": why,
+                    "disabled_at_ms": endpoint.updated_at,
+                }),
+            })
+            .await
     }
 }

@@ -310,9 +310,7 @@ pub async fn reconcile(
             reconciler.undecodable += 1;
             continue;
         };
-        for endpoint in
-            endpoints.subscribers(&event.event_type, &event.tenant, event.accepted_at_ms)
-        {
+        for endpoint in endpoints.subscribers(&event) {
             if wanted(&endpoint.id) {
                 reconciler.owe(&id, &endpoint.id)?;
             }

@@ -54,6 +54,10 @@ struct CreateIn {
     payload_format: Option<String>,
     /// Most delivery requests a second (absent or 0: no limit).
     rate_limit: Option<u32>,
+    /// The tenant's operational endpoint (at most one per tenant): Herald's own events
+    /// about the tenant's endpoints and deliveries, nothing else.
+    #[serde(default)]
+    operational: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +95,7 @@ pub fn to_json(endpoint: &Endpoint, version: u64, now: i64) -> Value {
         "failing_since_ms": endpoint.failing_since,
         "payload_format": endpoint.payload_format.as_str(),
         "rate_limit": endpoint.rate_limit,
+        "operational": endpoint.operational,
         "secrets_active": endpoint.active_secrets(now).len(),
         "created_at_ms": endpoint.created_at,
         "updated_at_ms": endpoint.updated_at,
@@ -224,6 +229,7 @@ fn same_config(a: &Endpoint, b: &Endpoint) -> bool {
         && a.enabled == b.enabled
         && a.payload_format == b.payload_format
         && a.rate_limit == b.rate_limit
+        && a.operational == b.operational
         && a.signing_keys == b.signing_keys
         && a.updated_at == b.updated_at
 }
@@ -284,14 +290,48 @@ pub async fn create(
             ),
         ));
     }
-    let payload_format = payload_format(input.payload_format.as_deref())?;
+    // An operational endpoint gets the Standard Webhooks payload unless told otherwise: its
+    // events are Herald's, and the `type` in the body is how it tells them apart.
+    let payload_format = match (input.operational, input.payload_format.as_deref()) {
+        (true, None) => PayloadFormat::Standard,
+        (_, text) => payload_format(text)?,
+    };
     let rate_limit = rate_limit(input.rate_limit.unwrap_or(0))?;
+    if input.operational {
+        if let Some(existing) = state
+            .endpoints
+            .list()
+            .iter()
+            .find(|e| e.operational && e.tenant == tenant)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "operational_endpoint_exists",
+                format!(
+                    "tenant `{tenant}` has an operational endpoint already ({}); change or delete it",
+                    existing.id
+                ),
+            ));
+        }
+        for filter in &input.event_types {
+            let known = herald_core::event::OPERATIONAL_TYPES
+                .iter()
+                .any(|t| herald_core::event::filter_matches(filter, t));
+            if !known {
+                return Err(ApiError::invalid(format!(
+                    "event_types: `{filter}` matches none of the operational events ({})",
+                    herald_core::event::OPERATIONAL_TYPES.join(", ")
+                )));
+            }
+        }
+    }
     let endpoint = Endpoint {
         description: input.description,
         event_types: input.event_types,
         tenant,
         payload_format,
         rate_limit,
+        operational: input.operational,
         ..Endpoint::new(EndpointId::generate(now), input.url, secret.clone(), now)
     };
     store(&state, &endpoint, 1).await?;
@@ -301,7 +341,7 @@ pub async fn create(
             &endpoint.tenant,
             "endpoint.created",
             endpoint.id.as_str(),
-            json!({"url": endpoint.url, "rate_limit": endpoint.rate_limit}),
+            json!({"url": endpoint.url, "rate_limit": endpoint.rate_limit, "operational": endpoint.operational}),
         )
         .await;
     let mut out = to_json(&endpoint, 1, now);

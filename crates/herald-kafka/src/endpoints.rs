@@ -5,7 +5,6 @@ use crate::KafkaConfig;
 use herald_core::endpoint::Endpoint;
 use herald_core::ids::EndpointId;
 use herald_core::sealing::MasterKey;
-use herald_core::UnixMillis;
 use herald_proto::{convert, v1};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -165,19 +164,29 @@ impl EndpointsView {
         all
     }
 
+    /// Whether `tenant`'s operational events have an endpoint to go to (the tenant's
+    /// operational endpoint, or an untenanted one).
+    pub fn has_operational(&self, tenant: &str) -> bool {
+        self.view.read(|s| {
+            s.by_id.values().any(|e| {
+                e.endpoint.operational
+                    && (e.endpoint.tenant.is_empty() || e.endpoint.tenant == tenant)
+            })
+        })
+    }
+
     /// Endpoints that were subscribed to this event when it was accepted (enabled or not:
     /// the dispatcher parks deliveries to disabled endpoints in the dead-letter topic).
-    pub fn subscribers(
-        &self,
-        event_type: &str,
-        tenant: &str,
-        accepted_at: UnixMillis,
-    ) -> Vec<Arc<Endpoint>> {
+    pub fn subscribers(&self, event: &v1::EventEnvelope) -> Vec<Arc<Endpoint>> {
+        let operational = event.source == herald_core::event::OPERATIONAL_SOURCE;
         let mut found: Vec<_> = self.view.read(|s| {
             s.by_id
                 .values()
-                .filter(|e| e.endpoint.created_at <= accepted_at)
-                .filter(|e| e.endpoint.subscribes_to(event_type, tenant))
+                .filter(|e| e.endpoint.created_at <= event.accepted_at_ms)
+                .filter(|e| {
+                    e.endpoint
+                        .subscribes_to(&event.event_type, &event.tenant, operational)
+                })
                 .map(|e| e.endpoint.clone())
                 .collect()
         });

@@ -95,6 +95,7 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
             other => other.as_str().to_owned(),
         },
         rate_limit_per_sec: endpoint.rate_limit.unwrap_or(0),
+        operational: endpoint.operational,
     }
 }
 
@@ -157,6 +158,7 @@ pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result
         payload_format: PayloadFormat::parse(&state.payload_format)
             .map_err(|e| invalid("endpoint", e))?,
         rate_limit: Some(state.rate_limit_per_sec).filter(|r| *r != 0),
+        operational: state.operational,
     })
 }
 
@@ -214,6 +216,7 @@ mod tests {
             updated_at: 2,
             payload_format: PayloadFormat::Standard,
             rate_limit: Some(25),
+            operational: true,
         };
         let state = endpoint_to_state(&endpoint, 3, &key);
         assert_eq!(state.payload_format, "standard");

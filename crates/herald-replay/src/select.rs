@@ -135,7 +135,7 @@ impl Selector {
         };
         let targets: Vec<EndpointId> = self
             .endpoints
-            .subscribers(&event.event_type, &event.tenant, event.accepted_at_ms)
+            .subscribers(&event)
             .into_iter()
             .map(|e| e.id.clone())
             .filter(|id| filter.endpoint.as_ref().is_none_or(|only| only == id))
