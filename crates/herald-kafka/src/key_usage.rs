@@ -1,16 +1,13 @@
 //! When and from where each API key was used lately, coarse on purpose: a request notes its
 //! key in memory; a flush writes one `usage/<key id>` record per key used since the last one
 //! to `keys.v1` (merged with what the topic held, so processes add to each other's record),
-//! never a write per request.
+//! never a write per request. The rules live here; [`crate::keys::KeysView`] notes, reads
+//! and flushes.
 
-use crate::keys::{KeysState, KeysView};
-use crate::Producer;
 use herald_core::ids::KeyId;
 use herald_core::UnixMillis;
 use herald_proto::v1;
 use std::collections::HashMap;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The record key prefix of usage records in `keys.v1`.
 pub const USAGE_PREFIX: &str = "usage/";
@@ -48,90 +45,24 @@ pub fn note(usage: &mut v1::KeyUsage, address: &str, at: UnixMillis) {
     note_address(usage, address, at);
 }
 
-/// Folds one usage record (`id` is the key id after the prefix) into the keys state.
-pub(crate) fn fold(state: &mut KeysState, id: &str, value: Option<&[u8]>) {
+/// Folds one usage record (`id` is the key id after the prefix) into `usage`.
+pub(crate) fn fold(usage: &mut HashMap<KeyId, v1::KeyUsage>, id: &str, value: Option<&[u8]>) {
     let Ok(id) = KeyId::parse(id) else {
         return;
     };
     let Some(value) = value.filter(|v| !v.is_empty()) else {
-        state.usage.remove(&id);
+        usage.remove(&id);
         return;
     };
     match herald_proto::decode::<v1::KeyUsage>("key usage", value) {
         // A record only ever adds: an older write racing a newer one loses nothing seen.
-        Ok(record) => merge(state.usage.entry(id).or_default(), &record),
+        Ok(record) => merge(usage.entry(id).or_default(), &record),
         Err(err) => tracing::error!(error = %err, "Unreadable key usage record."),
     }
 }
 
 /// Uses noted since the last flush, by key.
 pub(crate) type Pending = HashMap<KeyId, v1::KeyUsage>;
-
-impl KeysView {
-    /// Notes that `id` authenticated a request from `address` at `at` (memory only).
-    pub fn note_use(&self, id: &KeyId, address: &str, at: UnixMillis) {
-        let mut pending = self.pending.lock().expect("key usage lock");
-        note(pending.entry(id.clone()).or_default(), address, at);
-    }
-
-    /// How `id` was used lately, as the topic and this process know it.
-    pub fn usage(&self, id: &KeyId) -> Option<v1::KeyUsage> {
-        let mut known = self.view().read(|s| s.usage.get(id).cloned());
-        if let Some(mine) = self.pending.lock().expect("key usage lock").get(id) {
-            merge(known.get_or_insert_with(Default::default), mine);
-        }
-        known
-    }
-
-    /// Writes one usage record per key used since the last flush. Records that could not
-    /// be written are kept for the next flush. Returns how many were written.
-    pub async fn flush_usage(&self, producer: &Producer) -> usize {
-        let pending = std::mem::take(&mut *self.pending.lock().expect("key usage lock"));
-        let mut written = 0;
-        for (id, mine) in pending {
-            let mut record = self
-                .view()
-                .read(|s| s.usage.get(&id).cloned())
-                .unwrap_or_default();
-            merge(&mut record, &mine);
-            record.key_id = id.to_string();
-            let key = format!("{USAGE_PREFIX}{id}");
-            let bytes = prost::Message::encode_to_vec(&record);
-            match producer.send(&self.topic, key.as_bytes(), &bytes).await {
-                Ok(_) => {
-                    self.view().apply_local(key.as_bytes(), Some(&bytes));
-                    written += 1;
-                }
-                Err(err) => {
-                    tracing::warn!(key_id = %id, error = %err, "Key usage not written; kept for the next flush.");
-                    let mut pending = self.pending.lock().expect("key usage lock");
-                    merge(pending.entry(id).or_default(), &mine);
-                }
-            }
-        }
-        written
-    }
-
-    /// Flushes key usage every `every` until `shutdown`, then once more.
-    pub async fn flush_usage_every(
-        &self,
-        producer: Producer,
-        every: Duration,
-        shutdown: CancellationToken,
-    ) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = ticks.tick() => {}
-            }
-            self.flush_usage(&producer).await;
-        }
-        self.flush_usage(&producer).await;
-    }
-}
 
 #[cfg(test)]
 mod tests {

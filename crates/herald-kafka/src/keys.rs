@@ -1,13 +1,15 @@
 //! The API keys view: `keys.v1` folded into keys by id and by token hash, and authentication.
 
+use crate::key_usage;
 use crate::view::{Apply, View};
-use crate::KafkaConfig;
+use crate::{KafkaConfig, Producer};
 use herald_core::apikey::{hash_token, ApiKeyToken, Scope};
 use herald_core::ids::KeyId;
 use herald_core::UnixMillis;
 use herald_proto::v1;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,8 +71,8 @@ impl AuthError {
 fn fold() -> Apply<KeysState> {
     Arc::new(|state: &mut KeysState, key: &[u8], value: Option<&[u8]>| {
         let key = String::from_utf8_lossy(key);
-        if let Some(id) = key.strip_prefix(crate::key_usage::USAGE_PREFIX) {
-            return crate::key_usage::fold(state, id, value);
+        if let Some(id) = key.strip_prefix(key_usage::USAGE_PREFIX) {
+            return key_usage::fold(&mut state.usage, id, value);
         }
         let Ok(id) = KeyId::parse(&key) else {
             return;
@@ -106,9 +108,9 @@ fn fold() -> Apply<KeysState> {
 pub struct KeysView {
     view: View<KeysState>,
     /// The keys topic (usage records are written there too).
-    pub(crate) topic: String,
+    topic: String,
     /// Uses noted since the last usage flush (see [`crate::key_usage`]).
-    pub(crate) pending: Arc<std::sync::Mutex<crate::key_usage::Pending>>,
+    pending: Arc<std::sync::Mutex<key_usage::Pending>>,
 }
 
 impl KeysView {
@@ -204,6 +206,72 @@ impl KeysView {
                 })
                 .count()
         })
+    }
+}
+
+impl KeysView {
+    /// Notes that `id` authenticated a request from `address` at `at` (memory only).
+    pub fn note_use(&self, id: &KeyId, address: &str, at: UnixMillis) {
+        let mut pending = self.pending.lock().expect("key usage lock");
+        key_usage::note(pending.entry(id.clone()).or_default(), address, at);
+    }
+
+    /// How `id` was used lately, as the topic and this process know it.
+    pub fn usage(&self, id: &KeyId) -> Option<v1::KeyUsage> {
+        let mut known = self.view().read(|s| s.usage.get(id).cloned());
+        if let Some(mine) = self.pending.lock().expect("key usage lock").get(id) {
+            key_usage::merge(known.get_or_insert_with(Default::default), mine);
+        }
+        known
+    }
+
+    /// Writes one usage record per key used since the last flush. Records that could not
+    /// be written are kept for the next flush. Returns how many were written.
+    pub async fn flush_usage(&self, producer: &Producer) -> usize {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("key usage lock"));
+        let mut written = 0;
+        for (id, mine) in pending {
+            let mut record = self
+                .view()
+                .read(|s| s.usage.get(&id).cloned())
+                .unwrap_or_default();
+            key_usage::merge(&mut record, &mine);
+            record.key_id = id.to_string();
+            let key = format!("{}{id}", key_usage::USAGE_PREFIX);
+            let bytes = prost::Message::encode_to_vec(&record);
+            match producer.send(&self.topic, key.as_bytes(), &bytes).await {
+                Ok(_) => {
+                    self.view().apply_local(key.as_bytes(), Some(&bytes));
+                    written += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(key_id = %id, error = %err, "Key usage not written; kept for the next flush.");
+                    let mut pending = self.pending.lock().expect("key usage lock");
+                    key_usage::merge(pending.entry(id).or_default(), &mine);
+                }
+            }
+        }
+        written
+    }
+
+    /// Flushes key usage every `every` until `shutdown`, then once more.
+    pub async fn flush_usage_every(
+        &self,
+        producer: Producer,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            self.flush_usage(&producer).await;
+        }
+        self.flush_usage(&producer).await;
     }
 }
 
