@@ -103,6 +103,7 @@ fn endpoint(keys: usize, key: &MasterKey) -> Endpoint {
             .map(|k| v1::EncryptedSecret {
                 sealed: key.seal(Secret::generate().as_bytes(), id.as_bytes()),
                 expires_at_ms: if k > 0 { NOW_MS + 86_400_000 } else { 0 },
+                key_id: key.id(),
             })
             .collect(),
         created_at_ms: NOW_MS,
@@ -123,8 +124,9 @@ fn sealing(c: &mut Criterion) {
         b.iter(|| key.seal(black_box(secret.as_bytes()), context))
     });
     let sealed = key.seal(secret.as_bytes(), context);
+    let key_id = key.id();
     group.bench_function("MasterKey::open (32-byte secret)", |b| {
-        b.iter(|| key.open(black_box(&sealed), context).unwrap())
+        b.iter(|| key.open(&key_id, black_box(&sealed), context).unwrap())
     });
     for keys in [1, 2] {
         let endpoint = endpoint(keys, &key);

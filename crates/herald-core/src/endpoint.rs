@@ -225,6 +225,26 @@ pub fn validate_url(url: &str) -> crate::Result<()> {
     Ok(())
 }
 
+/// An endpoint URL as records and logs may show it: scheme, host and path, without the query
+/// or fragment (tokens often ride there) or any userinfo.
+pub fn redacted_url(url: &str) -> String {
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    let (base, rest) = url.split_at(cut);
+    let base = match base.split_once("://") {
+        Some((scheme, tail)) => {
+            let (authority, path) = tail.split_at(tail.find('/').unwrap_or(tail.len()));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => base.to_owned(),
+    };
+    if rest.is_empty() {
+        base
+    } else {
+        format!("{base}?…")
+    }
+}
+
 /// Checks a list of event-type filters.
 pub fn validate_filters(filters: &[String]) -> crate::Result<()> {
     if filters.len() > MAX_FILTERS {
@@ -257,6 +277,17 @@ mod tests {
             rate_limit: None,
             operational: false,
         }
+    }
+
+    #[test]
+    fn redacted_urls_keep_where_and_drop_tokens() {
+        assert_eq!(
+            redacted_url("https://hooks.example.com/in/acme?token=s3cr3t#x"),
+            "https://hooks.example.com/in/acme?…"
+        );
+        assert_eq!(redacted_url("http://user:pw@h:8080/p"), "http://h:8080/p");
+        assert_eq!(redacted_url("https://h"), "https://h");
+        assert_eq!(redacted_url("https://h?a=1"), "https://h?…");
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub enum DeadReason {
     DestinationForbidden,
     /// A record in the events topic that is not a valid event (written straight to Kafka).
     Undecodable,
+    /// The broker refused the delivery's retry task or dead letter (too large for the topic,
+    /// or the topic is gone): parked without the payload, which the events topic still
+    /// holds (`herald replay events` re-drives it).
+    RecordTooLarge,
 }
 
 impl DeadReason {
@@ -58,11 +62,12 @@ impl DeadReason {
             Self::PayloadRejected => "payload_rejected",
             Self::DestinationForbidden => "destination_forbidden",
             Self::Undecodable => "undecodable",
+            Self::RecordTooLarge => "record_too_large",
         }
     }
 
     /// Every reason, in declaration order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Exhausted,
         Self::EndpointGone,
         Self::EndpointDisabled,
@@ -70,6 +75,7 @@ impl DeadReason {
         Self::PayloadRejected,
         Self::DestinationForbidden,
         Self::Undecodable,
+        Self::RecordTooLarge,
     ];
 
     /// Parses [`as_str`](Self::as_str) output.

@@ -20,6 +20,10 @@ pub fn describe() {
         "Deliveries held back by their endpoint's rate limit (waited for their turn; never a failure), by endpoint."
     );
     metrics::describe_counter!(
+        "herald_outcome_records_dropped_total",
+        "Outcome records (attempts, health, audit, operational events, slim dead letters) the broker refused for good; logged and dropped instead of retried forever."
+    );
+    metrics::describe_counter!(
         "herald_operational_events_total",
         "Operational events (endpoint.failing, endpoint.recovered, endpoint.disabled, delivery.dead_lettered) written to the events topic for a tenant's operational endpoint, by type."
     );

@@ -16,6 +16,13 @@ use tokio_util::sync::CancellationToken;
 #[error("outcome could not be written before the shutdown deadline")]
 pub struct Abandoned;
 
+/// How a send ended (unavailability is retried inside).
+enum Sent {
+    Acked,
+    /// The broker refused the record for good.
+    Refused(String),
+}
+
 /// Writes outcome records, retrying until acknowledged.
 #[derive(Clone)]
 pub struct OutcomeWriter {
@@ -28,23 +35,31 @@ pub struct OutcomeWriter {
 }
 
 impl OutcomeWriter {
-    /// Sends one record, retrying unavailability with backoff until acknowledged.
+    /// Sends one record, retrying unavailability with backoff until acknowledged. A record
+    /// the broker refuses (too large for the topic, topic gone) is not retried: sending the
+    /// same bytes again cannot help, and retrying forever would pin the delivery's slot and
+    /// its partition's offset. It is logged, counted and dropped; [`Self::retry`] and
+    /// [`Self::dead`] park a slim dead letter instead.
     pub async fn durable_send(
         &self,
         topic: &str,
         key: &[u8],
         value: &[u8],
     ) -> Result<(), Abandoned> {
+        if let Sent::Refused(reason) = self.send(topic, key, value).await? {
+            metrics::counter!("herald_outcome_records_dropped_total").increment(1);
+            tracing::error!(%topic, %reason, bytes = value.len(), "Broker refuses an outcome record; dropped.");
+        }
+        Ok(())
+    }
+
+    /// Sends one record, retrying unavailability with backoff until acknowledged or refused.
+    async fn send(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<Sent, Abandoned> {
         let mut delay = Duration::from_millis(50);
         loop {
             match self.producer.send(topic, key, value).await {
-                Ok(_) => return Ok(()),
-                Err(herald_kafka::Error::Rejected(reason)) => {
-                    // Retrying the same bytes cannot help; losing them is worse. Keep trying
-                    // (an operator must act: the ERROR says so) but slowly.
-                    tracing::error!(%topic, %reason, "Broker rejects an outcome record; retrying.");
-                    delay = Duration::from_secs(5);
-                }
+                Ok(_) => return Ok(Sent::Acked),
+                Err(herald_kafka::Error::Rejected(reason)) => return Ok(Sent::Refused(reason)),
                 Err(err) => tracing::warn!(%topic, error = %err, "Outcome write failed; retrying."),
             }
             tokio::select! {
@@ -66,13 +81,16 @@ impl OutcomeWriter {
     }
 
     /// Puts a task in the retry tier that holds waits of `tier` length.
+    /// A task the tier refuses is parked slim (see [`Self::park_slim`]).
     pub async fn retry(&self, tier: Duration, task: &v1::DeliveryTask) -> Result<(), Abandoned> {
-        self.durable_send(
-            &self.topics.retry(tier),
-            task.endpoint_id.as_bytes(),
-            &task.encode_to_vec(),
-        )
-        .await
+        let topic = self.topics.retry(tier);
+        match self
+            .send(&topic, task.endpoint_id.as_bytes(), &task.encode_to_vec())
+            .await?
+        {
+            Sent::Acked => Ok(()),
+            Sent::Refused(reason) => self.park_slim(task.clone(), &topic, &reason).await,
+        }
     }
 
     /// Parks a task in the dead-letter topic.
@@ -83,6 +101,50 @@ impl OutcomeWriter {
             reason = reason.as_str(),
             "Delivery parked in the dead-letter topic."
         );
+        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).increment(1);
+        let key = task.endpoint_id.clone();
+        let letter = v1::DeadLetter {
+            task: Some(task),
+            reason: reason.as_str().to_owned(),
+            dead_at_ms: self.clock.now_ms(),
+            attempts_topic: self.topics.attempts(),
+            undecodable: None,
+        };
+        match self
+            .send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
+            .await?
+        {
+            Sent::Acked => Ok(()),
+            Sent::Refused(why) => {
+                let task = letter.task.unwrap_or_default();
+                self.park_slim(task, &self.topics.dlq(), &why).await
+            }
+        }
+    }
+
+    /// Parks a delivery whose retry task or dead letter the broker refused, in a form that
+    /// fits: the task without the event's payload and with only its last attempt summary,
+    /// reason `record_too_large`. The event stays in the events topic, so `herald replay
+    /// events` can still deliver it. If even that is refused, it is logged and counted.
+    async fn park_slim(
+        &self,
+        mut task: v1::DeliveryTask,
+        refused_by: &str,
+        why: &str,
+    ) -> Result<(), Abandoned> {
+        tracing::error!(
+            delivery_id = %task.delivery_id,
+            event_id = %task.event.as_ref().map(|e| e.id.as_str()).unwrap_or_default(),
+            topic = %refused_by,
+            reason = %why,
+            "Broker refused the delivery's record; parking it without its payload."
+        );
+        if let Some(event) = task.event.as_mut() {
+            event.payload.clear();
+        }
+        let keep = task.attempts.len().saturating_sub(1);
+        task.attempts.drain(..keep);
+        let reason = DeadReason::RecordTooLarge;
         metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).increment(1);
         let key = task.endpoint_id.clone();
         let letter = v1::DeadLetter {

@@ -53,8 +53,23 @@ async fn fixture(answers: &[Answer], enabled: bool) -> Fixture {
 
 /// Like [`fixture`], with the endpoint as `configure` leaves it.
 async fn fixture_with(answers: &[Answer], configure: impl FnOnce(&mut Endpoint)) -> Fixture {
+    fixture_sized(
+        answers,
+        configure,
+        KafkaConfig::with_brokers("").max_record_bytes,
+    )
+    .await
+}
+
+/// Like [`fixture_with`], with a producer refusing records over `max_record_bytes`.
+async fn fixture_sized(
+    answers: &[Answer],
+    configure: impl FnOnce(&mut Endpoint),
+    max_record_bytes: usize,
+) -> Fixture {
     let cluster = MockCluster::new(1).unwrap();
-    let kafka = KafkaConfig::with_brokers(cluster.bootstrap_servers());
+    let mut kafka = KafkaConfig::with_brokers(cluster.bootstrap_servers());
+    kafka.max_record_bytes = max_record_bytes;
     let topics = kafka.topics();
     let policy = RetryPolicy::new(
         vec![Duration::from_secs(1), Duration::from_secs(10)],
@@ -339,4 +354,37 @@ async fn a_rate_limited_endpoint_gets_spaced_deliveries_and_none_fails() {
     assert!(attempts.iter().all(|a| a.outcome == "delivered"));
     let dead: Vec<v1::DeadLetter> = records(&f.kafka, &topics.dlq()).await;
     assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn a_task_the_broker_refuses_is_parked_slim_instead_of_retried_forever() {
+    // Records over 4,000 bytes are refused; the event's payload alone is 5,000.
+    let f = fixture_sized(&[Answer::Status(503)], |_| {}, 4_000).await;
+    let mut big = event();
+    big.payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4_990)).into_bytes();
+    let task = Deliverer::first_task(&big, &f.endpoint.id);
+    tokio::time::timeout(Duration::from_secs(60), f.deliverer.step(task))
+        .await
+        .expect("not retried forever")
+        .unwrap();
+    let topics = f.kafka.topics();
+    let dead: Vec<v1::DeadLetter> = records(&f.kafka, &topics.dlq()).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "record_too_large");
+    let parked = dead[0].task.as_ref().unwrap();
+    let event = parked.event.as_ref().unwrap();
+    assert_eq!(
+        event.id, big.id,
+        "the event is named, for a replay of the events topic"
+    );
+    assert!(
+        event.payload.is_empty(),
+        "without the payload that did not fit"
+    );
+    assert_eq!(parked.attempts.len(), 1);
+    let tier = topics.retry(f.policy.tiers()[0]);
+    let retries: Vec<v1::DeliveryTask> = records(&f.kafka, &tier).await;
+    assert!(retries.is_empty(), "the refused task is not in the tier");
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    assert_eq!(attempts.len(), 1, "the attempt itself is logged");
 }

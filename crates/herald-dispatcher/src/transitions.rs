@@ -124,7 +124,7 @@ impl EndpointStates {
             )
         };
         data["endpoint_id"] = id.as_str().into();
-        data["url"] = endpoint.url.clone().into();
+        data["url"] = herald_core::endpoint::redacted_url(&endpoint.url).into();
         data["tenant"] = endpoint.tenant.clone().into();
         self.ops
             .emit(Report {
@@ -198,7 +198,7 @@ impl EndpointStates {
                 key: format!("{id}:{}", endpoint.updated_at),
                 data: serde_json::json!({
                     "endpoint_id": id.as_str(),
-                    "url": endpoint.url,
+                    "url": herald_core::endpoint::redacted_url(&endpoint.url),
                     "tenant": endpoint.tenant,
                     "reason": reason,
                     "why": why,

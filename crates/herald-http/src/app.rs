@@ -8,7 +8,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// The id of a request: the client's `x-request-id` when it is 1–128 printable ASCII
 /// characters, else a generated `req_…`. Handlers find it in the request's extensions; the
@@ -62,19 +61,6 @@ pub fn app(routes: Router) -> Router {
         })
         .layer(middleware::from_fn(track))
         .layer(middleware::from_fn(request_id))
-}
-
-/// Serves `app` until `shutdown`, with each connection's peer address available to
-/// handlers (the audit trail's source address).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
 }
 
 /// Request count and duration by route template and status class.

@@ -12,7 +12,8 @@
 //! - [`error`]: the JSON error body every 4xx/5xx carries.
 //! - [`auth`]: bearer API keys as an extractor naming its scope.
 //! - [`body`]: content-type, size and JSON checks shared by every write route.
-//! - [`app`]: merged routes finished with fallbacks and request metrics; serving.
+//! - [`app`]: merged routes finished with fallbacks and request metrics.
+//! - [`serve`]: the server loop: peer addresses, a header-read timeout, a graceful stop.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
 
 pub mod app;
@@ -20,7 +21,9 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod metrics;
+pub mod serve;
 
-pub use app::{app, serve};
+pub use app::app;
 pub use auth::{scope, Authorized, Caller};
 pub use error::ApiError;
+pub use serve::{serve, serve_with, HEADER_READ_TIMEOUT};

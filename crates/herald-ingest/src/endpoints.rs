@@ -190,7 +190,11 @@ fn current(
 /// Writes a full state, then reads the topic up to it: 409 when a concurrent change built on
 /// the same version landed before it (the first one in the log stands, in every view).
 /// Nothing is applied to the view by hand: it shows what the log says, in log order.
-async fn store(state: &IngestState, endpoint: &Endpoint, version: u64) -> Result<(), ApiError> {
+pub(crate) async fn store(
+    state: &IngestState,
+    endpoint: &Endpoint,
+    version: u64,
+) -> Result<(), ApiError> {
     let record = convert::endpoint_to_state(endpoint, version, state.endpoints.master_key());
     state
         .producer
@@ -341,7 +345,7 @@ pub async fn create(
             &endpoint.tenant,
             "endpoint.created",
             endpoint.id.as_str(),
-            json!({"url": endpoint.url, "rate_limit": endpoint.rate_limit, "operational": endpoint.operational}),
+            json!({"url": herald_core::endpoint::redacted_url(&endpoint.url), "rate_limit": endpoint.rate_limit, "operational": endpoint.operational}),
         )
         .await;
     let mut out = to_json(&endpoint, 1, now);

@@ -30,6 +30,7 @@ pub async fn readiness(state: &IngestState) -> Report {
         vec![
             broker,
             Check::view("endpoints_view", state.endpoints.view().is_ready()),
+            Check::endpoints_readable(&state.endpoints),
             Check::view("keys_view", state.keys.view().is_ready()),
         ],
     )

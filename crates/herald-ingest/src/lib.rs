@@ -20,6 +20,7 @@
 //!   `routes()`.
 //! - [`key_admin`]: API key management, shared by `/v1/keys` and `herald keys`.
 //! - [`throttle`]: per-key ingest rate limits (token buckets, 429 with `Retry-After`).
+//! - [`reseal`]: re-sealing endpoint secrets under the current master key after a rotation.
 //! - [`service`]: [`run`], the merged router and the bootstrap key.
 //! - [`error`]: errors of start-up.
 //! - [`metrics`]: the metrics this crate emits, described, and counters started at 0.
@@ -32,6 +33,7 @@ pub mod health;
 pub mod key_admin;
 pub mod keys;
 pub mod metrics;
+pub mod reseal;
 pub mod service;
 pub mod state;
 pub mod throttle;

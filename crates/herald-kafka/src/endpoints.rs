@@ -24,6 +24,11 @@ pub struct EndpointsState {
     pub by_id: HashMap<EndpointId, Entry>,
     /// Records that could not be decoded or opened (wrong master key?): logged and counted.
     pub unreadable: u64,
+    /// The record keys whose latest record is unreadable, with why: the endpoint is missing
+    /// from the view until a readable record replaces it (readiness fails meanwhile).
+    pub unreadable_now: std::collections::BTreeMap<String, String>,
+    /// Endpoints with secrets sealed under a previous master key (re-seal before dropping it).
+    pub stale_seals: std::collections::HashSet<EndpointId>,
 }
 
 /// The live endpoints view.
@@ -39,7 +44,10 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
             let value = value.filter(|v| !v.is_empty());
             let Some(value) = value else {
                 // A tombstone of the endpoint (a health key's tombstone names no endpoint id).
-                if let Ok(id) = EndpointId::parse(&String::from_utf8_lossy(record_key)) {
+                let record_key = String::from_utf8_lossy(record_key);
+                state.unreadable_now.remove(record_key.as_ref());
+                if let Ok(id) = EndpointId::parse(&record_key) {
+                    state.stale_seals.remove(&id);
                     state.by_id.remove(&id);
                 }
                 return;
@@ -52,15 +60,27 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
                 }
             }
             let decoded = decoded.and_then(|record| {
-                Ok((convert::endpoint_from_state(&record, &key)?, record.version))
+                let stale = convert::sealed_with_previous_key(&record, &key);
+                Ok((
+                    convert::endpoint_from_state(&record, &key)?,
+                    record.version,
+                    stale,
+                ))
             });
+            let record_key = String::from_utf8_lossy(record_key).into_owned();
             match decoded {
-                Ok((endpoint, version)) => {
+                Ok((endpoint, version, stale)) => {
+                    state.unreadable_now.remove(&record_key);
                     // First writer wins: a change is written as the version it was built
                     // on + 1, so of two changes built on the same version, the one the log
                     // holds first stands in every view, and its writer can tell at once.
                     let current = state.by_id.get(&endpoint.id).map(|e| e.version);
                     if current.is_none_or(|v| version > v) {
+                        if stale {
+                            state.stale_seals.insert(endpoint.id.clone());
+                        } else {
+                            state.stale_seals.remove(&endpoint.id);
+                        }
                         state.by_id.insert(
                             endpoint.id.clone(),
                             Entry {
@@ -72,7 +92,10 @@ fn fold(key: MasterKey) -> Apply<EndpointsState> {
                 }
                 Err(err) => {
                     state.unreadable += 1;
-                    tracing::error!(error = %err, "Unreadable endpoint record; check the master key.");
+                    metrics::counter!("herald_unreadable_records_total", "topic" => "endpoints")
+                        .increment(1);
+                    tracing::error!(record_key = %record_key, error = %err, "Unreadable endpoint record; the endpoint is left out of the view. Check master_key and previous_master_keys.");
+                    state.unreadable_now.insert(record_key, err.to_string());
                 }
             }
         },
@@ -143,6 +166,23 @@ impl EndpointsView {
         &self.key
     }
 
+    /// Record keys whose latest record is unreadable, with why (oldest key first).
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        self.view.read(|s| {
+            s.unreadable_now
+                .iter()
+                .map(|(k, why)| (k.clone(), why.clone()))
+                .collect()
+        })
+    }
+
+    /// Endpoints whose secrets are (partly) sealed under a previous master key.
+    pub fn sealed_with_previous_key(&self) -> Vec<EndpointId> {
+        let mut ids: Vec<_> = self.view.read(|s| s.stale_seals.iter().cloned().collect());
+        ids.sort();
+        ids
+    }
+
     /// One endpoint with its version.
     pub fn get(&self, id: &EndpointId) -> Option<Entry> {
         self.view.read(|s| s.by_id.get(id).cloned())
@@ -211,6 +251,41 @@ mod tests {
     fn apply(state: &mut EndpointsState, key: &MasterKey, record: &v1::EndpointState) {
         let bytes = record.encode_to_vec();
         fold(key.clone())(state, record.id.as_bytes(), Some(&bytes));
+    }
+
+    #[test]
+    fn unreadable_records_are_tracked_until_replaced_and_old_seals_are_listed() {
+        let old = MasterKey::from_bytes([1; 32]);
+        let stranger = MasterKey::from_bytes([9; 32]);
+        let key = MasterKey::from_bytes([2; 32]).with_previous([old.clone()]);
+        let mut state = EndpointsState::default();
+        let a = endpoint("https://a.example/hook");
+        // Sealed under a key this view does not have: left out, tracked with the reason.
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&a, 1, &stranger),
+        );
+        assert!(state.by_id.is_empty());
+        let why = &state.unreadable_now[a.id.as_str()];
+        assert!(why.contains(&stranger.id()), "{why}");
+        // Sealed under the previous key: readable, listed for re-sealing.
+        apply(&mut state, &key, &convert::endpoint_to_state(&a, 2, &old));
+        assert!(state.unreadable_now.is_empty());
+        assert!(state.stale_seals.contains(&a.id));
+        // Re-sealed under the current key.
+        apply(&mut state, &key, &convert::endpoint_to_state(&a, 3, &key));
+        assert!(state.stale_seals.is_empty());
+        assert_eq!(state.by_id[&a.id].version, 3);
+        assert_eq!(state.unreadable, 1, "the count of unreadable records stays");
+        // A tombstone clears everything about the key.
+        apply(
+            &mut state,
+            &key,
+            &convert::endpoint_to_state(&a, 4, &stranger),
+        );
+        fold(key.clone())(&mut state, a.id.as_str().as_bytes(), None);
+        assert!(state.unreadable_now.is_empty() && state.by_id.is_empty());
     }
 
     #[test]

@@ -43,6 +43,32 @@ impl Check {
     }
 
     /// A view's caught-up state.
+    /// The endpoints view can read every endpoint: fails while some endpoint's latest record
+    /// does not open (a master key missing from the configuration), naming them. Also sets
+    /// `herald_unreadable_records` and `herald_endpoints_sealed_with_previous_key`.
+    pub fn endpoints_readable(view: &crate::endpoints::EndpointsView) -> Self {
+        let unreadable = view.unreadable();
+        let stale = view.sealed_with_previous_key().len();
+        metrics::gauge!("herald_unreadable_records", "view" => "endpoints")
+            .set(unreadable.len() as f64);
+        metrics::gauge!("herald_endpoints_sealed_with_previous_key").set(stale as f64);
+        let detail = match unreadable.as_slice() {
+            [] if stale > 0 => format!(
+                "every record opens; {stale} endpoint(s) still sealed under a previous master key (run `herald endpoints reseal`)"
+            ),
+            [] => "every record opens".to_owned(),
+            [(key, why), ..] => format!(
+                "{} endpoint record(s) do not open and are left out, first {key}: {why}",
+                unreadable.len()
+            ),
+        };
+        Self {
+            name: "endpoints_readable",
+            ok: unreadable.is_empty(),
+            detail,
+        }
+    }
+
     pub fn view(name: &'static str, ready: bool) -> Self {
         Self {
             name,

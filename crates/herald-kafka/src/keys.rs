@@ -98,7 +98,11 @@ fn fold() -> Apply<KeysState> {
                     .insert(record.token_sha256.clone(), id.clone());
                 state.by_id.insert(id, record);
             }
-            Err(err) => tracing::error!(error = %err, "Unreadable key record."),
+            Err(err) => {
+                metrics::counter!("herald_unreadable_records_total", "topic" => "keys")
+                    .increment(1);
+                tracing::error!(key_id = %id, error = %err, "Unreadable key record; the key is left out.");
+            }
         }
     })
 }

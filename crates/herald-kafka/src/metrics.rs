@@ -4,6 +4,18 @@
 
 /// Describes every metric of this crate.
 pub fn describe() {
+    metrics::describe_counter!(
+        "herald_unreadable_records_total",
+        "Records of a view's topic that could not be decoded or opened (a master key missing?), by topic."
+    );
+    metrics::describe_gauge!(
+        "herald_unreadable_records",
+        "Endpoints whose latest record does not open, left out of the view (readiness fails while > 0)."
+    );
+    metrics::describe_gauge!(
+        "herald_endpoints_sealed_with_previous_key",
+        "Endpoints with secrets sealed under a previous master key: re-seal them before dropping that key."
+    );
     metrics::describe_gauge!(
         "herald_api_keys_rotation_due",
         "Live API keys older than ingest.key_rotation_period (rotate them)."
@@ -49,6 +61,9 @@ pub fn describe() {
 
 /// Starts the counters with fixed label sets at 0.
 pub fn zero() {
+    for topic in ["endpoints", "keys"] {
+        metrics::counter!("herald_unreadable_records_total", "topic" => topic).absolute(0);
+    }
     for kind in crate::stats::ERROR_KINDS {
         metrics::counter!("herald_kafka_broker_errors_total", "kind" => kind).absolute(0);
     }

@@ -83,6 +83,7 @@ pub fn endpoint_to_state(endpoint: &Endpoint, version: u64, key: &MasterKey) -> 
             .map(|signing| v1::EncryptedSecret {
                 sealed: key.seal(signing.secret.as_bytes(), endpoint.id.as_str().as_bytes()),
                 expires_at_ms: signing.expires_at.unwrap_or(0),
+                key_id: key.id(),
             })
             .collect(),
         created_at_ms: endpoint.created_at,
@@ -125,6 +126,13 @@ pub fn endpoint_with_health(current: &Endpoint, record: &v1::EndpointState) -> E
     }
 }
 
+/// Whether a state record holds secrets sealed under another key than `key`'s current one
+/// (to re-seal before that key is dropped).
+pub fn sealed_with_previous_key(state: &v1::EndpointState, key: &MasterKey) -> bool {
+    let current = key.id();
+    state.secrets.iter().any(|s| s.key_id != current)
+}
+
 /// Reads a state record back, opening its secrets with `key`.
 pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result<Endpoint> {
     let id = EndpointId::parse(&state.id).map_err(|e| invalid("endpoint", e))?;
@@ -133,7 +141,7 @@ pub fn endpoint_from_state(state: &v1::EndpointState, key: &MasterKey) -> Result
         .iter()
         .map(|sealed| {
             let bytes = key
-                .open(&sealed.sealed, id.as_str().as_bytes())
+                .open(&sealed.key_id, &sealed.sealed, id.as_str().as_bytes())
                 .map_err(|e| invalid("endpoint", e))?;
             let secret = herald_core::signing::Secret::from_bytes(bytes)
                 .map_err(|e| invalid("endpoint", e))?;
@@ -226,6 +234,17 @@ mod tests {
             .any(|w| w == secret.as_bytes()));
         assert_eq!(endpoint_from_state(&state, &key).unwrap(), endpoint);
         let wrong = MasterKey::from_bytes([8; 32]);
-        assert!(endpoint_from_state(&state, &wrong).is_err());
+        let err = endpoint_from_state(&state, &wrong).unwrap_err().to_string();
+        assert!(err.contains(&key.id()), "names the missing key: {err}");
+        // Rotated: the old key is a previous one; the record opens, and it needs re-sealing
+        // until it is written again under the new key.
+        let rotated = MasterKey::from_bytes([8; 32]).with_previous([key.clone()]);
+        assert_eq!(state.secrets[0].key_id, key.id());
+        assert!(!sealed_with_previous_key(&state, &key));
+        assert!(sealed_with_previous_key(&state, &rotated));
+        assert_eq!(endpoint_from_state(&state, &rotated).unwrap(), endpoint);
+        let resealed = endpoint_to_state(&endpoint, 4, &rotated);
+        assert!(!sealed_with_previous_key(&resealed, &rotated));
+        assert!(endpoint_from_state(&resealed, &key).is_err());
     }
 }

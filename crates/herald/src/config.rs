@@ -30,6 +30,11 @@ pub struct HeraldConfig {
     /// Base64 of 32 bytes sealing endpoint secrets at rest. `herald dev` generates one in the
     /// data directory when empty; `herald ingest`/`dispatch` require it.
     pub master_key: String,
+    /// Master keys of earlier rotations (base64 each): they open secrets sealed under them,
+    /// never seal. Drop one once `herald endpoints reseal` re-sealed everything under
+    /// `master_key` (`herald_endpoints_sealed_with_previous_key` is 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_master_keys: Vec<String>,
     /// How long a SIGTERM/SIGINT drain may take before in-flight work is abandoned uncommitted.
     #[serde(with = "serde_human")]
     pub shutdown_deadline: Duration,
@@ -46,6 +51,10 @@ impl std::fmt::Debug for HeraldConfig {
         f.debug_struct("HeraldConfig")
             .field("data_dir", &self.data_dir)
             .field("master_key", &redacted(&self.master_key))
+            .field(
+                "previous_master_keys",
+                &format!("<{} redacted>", self.previous_master_keys.len()),
+            )
             .field("shutdown_deadline", &self.shutdown_deadline)
             .field("metrics_listen", &self.metrics_listen)
             .field("kafka", &self.kafka)
@@ -70,6 +79,7 @@ impl HeraldConfig {
         Self {
             data_dir: PathBuf::from("herald-data"),
             master_key: String::new(),
+            previous_master_keys: Vec::new(),
             shutdown_deadline: Duration::from_secs(30),
             metrics_listen: ([127, 0, 0, 1], 9464).into(),
             kafka: KafkaConfig::with_brokers("127.0.0.1:9092"),
@@ -143,6 +153,11 @@ impl HeraldConfig {
         {
             bail!("master_key: must be base64 of exactly 32 bytes");
         }
+        for (i, key) in self.previous_master_keys.iter().enumerate() {
+            if herald_core::sealing::MasterKey::parse_base64(key).is_none() {
+                bail!("previous_master_keys[{i}]: must be base64 of exactly 32 bytes");
+            }
+        }
         Ok(())
     }
 }
@@ -163,7 +178,10 @@ fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
     let table = node.as_table_mut().ok_or(())?;
     // Optional keys are absent from serialized defaults; accept the ones serde knows.
     let known = table.contains_key(last)
-        || matches!(last.as_str(), "bootstrap_key" | "min_insync_replicas");
+        || matches!(
+            last.as_str(),
+            "bootstrap_key" | "min_insync_replicas" | "previous_master_keys"
+        );
     if !known {
         return Err(());
     }
@@ -312,6 +330,10 @@ mod tests {
                 ("HERALD_KAFKA__PARTITIONS", "12"),
                 ("HERALD_DISPATCHER__RETRY_SCHEDULE", "100ms,200ms"),
                 ("HERALD_DISPATCHER__ALLOWED_NETWORKS", "[\"127.0.0.0/8\"]"),
+                (
+                    "HERALD_PREVIOUS_MASTER_KEYS",
+                    "[\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\"]",
+                ),
                 ("HERALD_LOG", "debug"),
                 ("PATH", "/bin"),
             ]),
@@ -327,6 +349,11 @@ mod tests {
             config.dispatcher.allowed_networks,
             vec!["127.0.0.0/8".to_string()]
         );
+        assert_eq!(config.previous_master_keys.len(), 1);
+        let mut bad = config.clone();
+        bad.previous_master_keys = vec!["short".into()];
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("previous_master_keys[0]"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `herald endpoints test ep_…`: the same test delivery as `POST /v1/endpoints/{id}/test`,
-//! from the CLI. Exits 0 when the receiver answered 2xx, 1 when it did not.
+//! from the CLI; exits 0 when the receiver answered 2xx, non-zero when it did not.
+//! `herald endpoints reseal`: after a master-key rotation, writes every endpoint still sealed
+//! under a previous key again under the current one.
 
 use crate::config::HeraldConfig;
 use crate::services;
@@ -18,11 +20,17 @@ pub enum EndpointsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Re-seal every endpoint's secrets under the current master key (after a rotation;
+    /// the previous key can be dropped once this reports none left).
+    Reseal,
 }
 
 /// Runs `herald endpoints …`.
 pub async fn run(config: HeraldConfig, action: EndpointsAction) -> Result<()> {
-    let EndpointsAction::Test { id, json } = action;
+    let (id, json) = match action {
+        EndpointsAction::Test { id, json } => (id, json),
+        EndpointsAction::Reseal => return reseal(config).await,
+    };
     let id = EndpointId::parse(&id).map_err(|e| anyhow!("endpoint id: {e}"))?;
     let shutdown = CancellationToken::new();
     let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
@@ -62,6 +70,30 @@ pub async fn run(config: HeraldConfig, action: EndpointsAction) -> Result<()> {
     }
     if result["success"] != true {
         bail!("the receiver did not accept the test delivery");
+    }
+    Ok(())
+}
+
+async fn reseal(config: HeraldConfig) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
+    let state = services::operator_state(&config, &shared);
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let actor = herald_kafka::audit::Actor::named(format!("cli:{user}"));
+    let done = herald_ingest::reseal::reseal_all(&state, &actor).await;
+    let report = match &done {
+        Ok(done) => done.to_json(&state),
+        Err(_) => serde_json::Value::Null,
+    };
+    shutdown.cancel();
+    services::finish(shared, config.shutdown_deadline).await;
+    let done = done.map_err(|e| anyhow!(e))?;
+    println!("{report}");
+    if !done.failed.is_empty() {
+        bail!(
+            "{} endpoint(s) not re-sealed; run it again",
+            done.failed.len()
+        );
     }
     Ok(())
 }

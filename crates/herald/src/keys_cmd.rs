@@ -6,7 +6,6 @@ use crate::config::HeraldConfig;
 use crate::services;
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
-use herald_core::clock::SharedClock;
 use herald_ingest::key_admin::{self, key_json, Manager, NewKey};
 use herald_ingest::IngestState;
 use herald_kafka::audit::Actor;
@@ -65,15 +64,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 pub async fn run(config: HeraldConfig, action: KeysAction) -> Result<()> {
     let shutdown = CancellationToken::new();
     let shared = services::shared(&config, services::master_key(&config)?, &shutdown).await?;
-    let state = IngestState {
-        config: config.ingest.clone(),
-        producer: shared.producer.clone(),
-        topics: config.kafka.topics(),
-        endpoints: shared.endpoints.clone(),
-        keys: shared.keys.clone(),
-        clock: SharedClock::system(),
-        limits: std::sync::Arc::new(herald_ingest::throttle::KeyLimits::new(0)),
-    };
+    let state = services::operator_state(&config, &shared);
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let actor = Actor::named(format!("cli:{user}"));
     let result = act(&state, Manager::Operator(&actor), action).await;

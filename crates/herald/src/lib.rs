@@ -100,11 +100,7 @@ async fn run_dispatch(config: HeraldConfig) -> Result<()> {
         listener.local_addr()?
     );
     let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    });
+    let server = tokio::spawn(herald_http::serve(listener, app, stop));
     let result = services::run_dispatcher(&config, &shared, shutdown.clone()).await;
     shutdown.cancel();
     let _ = server.await;

@@ -108,6 +108,7 @@ impl DispatcherProbe {
             vec![
                 broker,
                 Check::view("endpoints_view", self.endpoints.view().is_ready()),
+                Check::endpoints_readable(&self.endpoints),
                 groups_check(),
             ],
         )

@@ -42,8 +42,35 @@ pub fn master_key(config: &HeraldConfig) -> Result<MasterKey> {
     if config.master_key.is_empty() {
         anyhow::bail!("master_key: required (base64 of 32 bytes; HERALD_MASTER_KEY)");
     }
-    MasterKey::parse_base64(&config.master_key)
-        .ok_or_else(|| anyhow!("master_key: must be base64 of exactly 32 bytes"))
+    let current = MasterKey::parse_base64(&config.master_key)
+        .ok_or_else(|| anyhow!("master_key: must be base64 of exactly 32 bytes"))?;
+    let previous = config
+        .previous_master_keys
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            MasterKey::parse_base64(text).ok_or_else(|| {
+                anyhow!("previous_master_keys[{i}]: must be base64 of exactly 32 bytes")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let key = current.with_previous(previous);
+    tracing::info!(master_key = %key.id(), previous = ?key.previous_ids(), "Master keys loaded.");
+    Ok(key)
+}
+
+/// What an operator's CLI command works with: the ingest use cases over the shared
+/// producer and views, on the system clock, unthrottled.
+pub fn operator_state(config: &HeraldConfig, shared: &Shared) -> herald_ingest::IngestState {
+    herald_ingest::IngestState {
+        config: config.ingest.clone(),
+        producer: shared.producer.clone(),
+        topics: config.kafka.topics(),
+        endpoints: shared.endpoints.clone(),
+        keys: shared.keys.clone(),
+        clock: herald_core::clock::SharedClock::system(),
+        limits: std::sync::Arc::new(herald_ingest::throttle::KeyLimits::new(0)),
+    }
 }
 
 /// Producer and views, started and caught up.
