@@ -3,6 +3,8 @@
 #   * Apache Kafka's jars from Maven Central (tests/kafka/fetch.sh, cached under ~/.cache);
 #   * the independent Standard Webhooks verifiers (Python `standardwebhooks` from PyPI, and
 #     the npm `standardwebhooks` under ~/.cache/herald-npm);
+#   * schemathesis (PyPI, pinned) in its own virtualenv under ~/.cache/herald-py, to check the
+#     running API against its OpenAPI document;
 #   * kcat (a Kafka client that is not Herald's, for records written straight to Kafka) and
 #     promtool (`promtool check metrics`), from Debian's packages `kcat` and `prometheus`.
 # Idempotent: what is there already is left alone. .ci/run calls it before the tests.
@@ -13,6 +15,12 @@ bash tests/kafka/fetch.sh >/dev/null
 
 if ! python3 -c 'import standardwebhooks' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check standardwebhooks
+fi
+
+SCHEMATHESIS_VENV="${HERALD_SCHEMATHESIS_VENV:-$HOME/.cache/herald-py/schemathesis}"
+if ! "$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null | grep -q '4.32.5'; then
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  timeout 600 "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 
 NPM_PREFIX="${HERALD_NPM_PREFIX:-$HOME/.cache/herald-npm}"

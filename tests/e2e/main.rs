@@ -29,6 +29,7 @@ mod redaction;
 mod replay;
 mod restart;
 mod scale_out;
+mod schema;
 mod ssrf;
 mod stack;
 mod standby;
