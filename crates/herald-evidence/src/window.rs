@@ -64,7 +64,7 @@ impl Window {
 fn instant(field: &str, text: &str, now_ms: i64) -> Result<i64> {
     let text = text.trim();
     if let Ok(ago) = herald_core::duration::parse(text) {
-        return Ok(now_ms - ago.as_millis().min(i64::MAX as u128) as i64);
+        return Ok(now_ms.saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64));
     }
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
@@ -86,6 +86,13 @@ pub fn format_instant(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_longer_than_time_itself_saturates() {
+        // Found by the `text` fuzz target: the subtraction overflowed.
+        let window = Window::parse(Some("4000000000d"), None, i64::MIN + 5).unwrap();
+        assert_eq!(window.since_ms, Some(i64::MIN));
+    }
 
     #[test]
     fn windows_parse_both_forms_and_refuse_the_rest_by_name() {

@@ -49,7 +49,8 @@ struct BatchIn {
 }
 
 /// Turns a request item, accepted at `now`, into the envelope to write; 4xx when invalid.
-fn envelope(
+/// (Public for the fuzz target `event_body`.)
+pub fn envelope(
     item: EventIn,
     header_key: Option<&str>,
     principal: &Principal,

@@ -23,7 +23,7 @@ pub fn parse_instant(text: &str, now: UnixMillis) -> Result<UnixMillis> {
         return text.parse().map_err(|_| invalid_instant(text));
     }
     let ago = herald_core::duration::parse(text).map_err(|_| invalid_instant(text))?;
-    Ok(now - ago.as_millis().min(i64::MAX as u128) as i64)
+    Ok(now.saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64))
 }
 
 fn invalid_instant(text: &str) -> Error {
@@ -262,6 +262,14 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_772_355_600_000; // 2026-03-01T09:00:00Z
+
+    #[test]
+    fn a_duration_longer_than_time_itself_saturates() {
+        assert_eq!(
+            parse_instant("4000000000d", i64::MIN + 5).unwrap(),
+            i64::MIN
+        );
+    }
 
     #[test]
     fn relative_and_absolute_instants() {
