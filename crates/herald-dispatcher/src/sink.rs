@@ -6,6 +6,7 @@ use crate::transport::{AttemptOutput, DeliveryRequest, Transport};
 use futures::future::BoxFuture;
 use herald_core::outcome::{parse_retry_after_seconds, AttemptResult};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,18 +26,33 @@ impl std::fmt::Display for ForbiddenDestination {
 
 impl std::error::Error for ForbiddenDestination {}
 
-/// DNS resolution that drops addresses the SSRF policy forbids.
+/// A name lookup: the system resolver, or a scripted one in tests.
+type Lookup =
+    Arc<dyn Fn(String) -> BoxFuture<'static, std::io::Result<Vec<SocketAddr>>> + Send + Sync>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
+/// DNS resolution that drops addresses the SSRF policy forbids. Every connection resolves
+/// afresh and connects only to the addresses that passed, so a name that answers a public
+/// address first and a private one next (DNS rebinding) is refused the second time.
 struct GuardedResolver {
     allowed: Arc<Vec<Network>>,
+    lookup: Lookup,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allowed = self.allowed.clone();
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let resolved = lookup(host.clone()).await?;
             let addrs: Vec<_> = resolved
+                .into_iter()
                 .filter(|a| ssrf::is_allowed(a.ip(), &allowed))
                 .collect();
             if addrs.is_empty() {
@@ -87,6 +103,7 @@ impl HttpTransport {
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .dns_resolver(Arc::new(GuardedResolver {
+                lookup: system_lookup(),
                 allowed: allowed.clone(),
             }))
             .build()?;
@@ -259,6 +276,46 @@ mod tests {
 
     fn endpoint(url: &str) -> Endpoint {
         Endpoint::new(EndpointId::generate(7), url.into(), Secret::generate(), 1)
+    }
+
+    #[tokio::test]
+    async fn a_name_rebinding_to_a_private_address_is_refused_at_the_next_connection() {
+        use std::str::FromStr as _;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        // Public first; then public and private together; then private only.
+        let lookup: Lookup = Arc::new(move |_host| {
+            let answer: Vec<SocketAddr> = match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => vec!["93.184.216.34:0".parse().unwrap()],
+                1 => vec![
+                    "10.0.0.7:0".parse().unwrap(),
+                    "93.184.216.34:0".parse().unwrap(),
+                ],
+                _ => vec!["169.254.169.254:0".parse().unwrap()],
+            };
+            Box::pin(async move { Ok(answer) })
+        });
+        let resolver = GuardedResolver {
+            allowed: Arc::new(Vec::new()),
+            lookup,
+        };
+        let name = || Name::from_str("rebind.example").unwrap();
+        let first: Vec<SocketAddr> = resolver.resolve(name()).await.unwrap().collect();
+        assert_eq!(first, ["93.184.216.34:0".parse().unwrap()]);
+        let mixed: Vec<SocketAddr> = resolver.resolve(name()).await.unwrap().collect();
+        assert_eq!(
+            mixed,
+            ["93.184.216.34:0".parse().unwrap()],
+            "the private one dropped"
+        );
+        let err = resolver.resolve(name()).await.err().expect("refused");
+        assert!(err.to_string().contains("forbidden addresses"), "{err}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "resolved afresh every time"
+        );
     }
 
     #[tokio::test]
