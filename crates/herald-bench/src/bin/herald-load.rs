@@ -1,15 +1,19 @@
 //! `herald-load`: the end-to-end load harness.
 //!
-//! Starts `herald broker` and Herald (`herald dev --kafka`, or `herald ingest` + `herald
+//! First measures the machine's loopback ceiling (the same signed deliveries posted straight
+//! to the receiver; `--no-ceiling` skips it). Then starts `herald broker` and Herald (`herald dev --kafka`, or `herald ingest` + `herald
 //! dispatch`) in a temporary directory, or connects to a running one (`--target`), runs a
 //! receiver on 127.0.0.1 that verifies every signature, creates `N` endpoints, posts `E`
 //! events with `C` concurrent clients at a target rate, waits (bounded) for every delivery
 //! and reports ingest throughput and latency, delivery throughput, end-to-end latency,
-//! duplicates, missing deliveries and the memory and CPU of the Herald processes.
+//! duplicates, missing deliveries and the memory and CPU of the Herald processes, and
+//! deliveries/s as a share of the ceiling.
 //! Exits 1 when any delivery is missing (or a signature fails), 2 when it cannot run.
 
 #[path = "herald-load/args.rs"]
 mod args;
+#[path = "herald-load/ceiling.rs"]
+mod ceiling;
 #[path = "herald-load/load.rs"]
 mod load;
 #[path = "herald-load/procs.rs"]
@@ -177,6 +181,22 @@ async fn run(args: Args) -> Result<Report> {
     if args.target.is_none() {
         eprintln!("herald-load: work directory (data, logs) {}", dir.display());
     }
+    let ceiling = if args.no_ceiling {
+        None
+    } else {
+        let c = ceiling::measure(
+            args.events,
+            args.endpoints,
+            args.concurrency,
+            args.payload_bytes,
+        )
+        .await?;
+        eprintln!(
+            "herald-load: loopback ceiling {:.0} deliveries/s",
+            c.deliveries_per_s
+        );
+        Some(c)
+    };
     let start = Instant::now();
     let arrivals = Arc::new(receiver::Arrivals::new(start, args.events, args.endpoints));
     let receiver_addr = receiver::start(arrivals.clone()).await?;
@@ -288,7 +308,7 @@ async fn run(args: Args) -> Result<Report> {
         ));
     }
 
-    let report = build_report(
+    let mut report = build_report(
         &args,
         &herald,
         Measured {
@@ -305,6 +325,10 @@ async fn run(args: Args) -> Result<Report> {
             exits: &exits,
         },
     );
+    report.share_of_ceiling = ceiling
+        .as_ref()
+        .map(|c| report.delivery.delivered_per_s / c.deliveries_per_s);
+    report.ceiling = ceiling;
     if report.ok && !args.keep && args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     } else if !herald.procs.is_empty() {
@@ -499,13 +523,16 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         },
         processes,
         herald_metrics: m.herald_metrics,
+        ceiling: None,
+        share_of_ceiling: None,
         ok: problems.is_empty(),
         problems,
     }
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.apply_smoke();
     let json = args.json;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

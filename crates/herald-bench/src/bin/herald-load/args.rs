@@ -72,12 +72,31 @@ pub struct Args {
     /// Keep the work directory (it is always kept when the run fails).
     #[arg(long)]
     pub keep: bool,
+    /// Skip the loopback ceiling measured before Herald starts (the same signed deliveries
+    /// posted straight to the receiver).
+    #[arg(long)]
+    pub no_ceiling: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// A small run that proves the harness works end to end (what CI runs; never a
+    /// measure of speed): 300 events, 2 endpoints, 4 clients, bounded to 120 s.
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 impl Args {
+    /// `--smoke` replaces the size of the run.
+    pub fn apply_smoke(&mut self) {
+        if self.smoke {
+            self.events = 300;
+            self.endpoints = 2;
+            self.concurrency = 4;
+            self.timeout = 120;
+            self.stall_timeout = 60;
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let check = |ok: bool, what: &str| if ok { Ok(()) } else { bail!("{what}") };
         check(
@@ -121,9 +140,10 @@ impl Args {
         Ok(())
     }
 
+    /// The herald binary, as an absolute path (the processes run in the work directory).
     pub fn herald_bin(&self) -> PathBuf {
         if let Some(bin) = &self.herald_bin {
-            return bin.clone();
+            return std::fs::canonicalize(bin).unwrap_or_else(|_| bin.clone());
         }
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)

@@ -155,7 +155,7 @@ impl Sent {
     }
 }
 
-fn payload(seq: usize, bytes: usize) -> Value {
+pub fn payload(seq: usize, bytes: usize) -> Value {
     let base = format!(r#"{{"seq":{seq},"pad":""}}"#).len();
     json!({"seq": seq, "pad": "x".repeat(bytes.saturating_sub(base))})
 }

@@ -140,6 +140,10 @@ pub struct Report {
     pub processes: Vec<Process>,
     /// `herald_*` series scraped from the Herald's `/metrics` at the end of the run.
     pub herald_metrics: std::collections::BTreeMap<String, String>,
+    /// The machine's loopback ceiling for the same deliveries (None with `--no-ceiling`).
+    pub ceiling: Option<crate::ceiling::Ceiling>,
+    /// Herald's deliveries/s as a share of the ceiling's.
+    pub share_of_ceiling: Option<f64>,
     pub ok: bool,
     pub problems: Vec<String>,
 }
@@ -203,6 +207,12 @@ impl Report {
             "  arrived before the client saw 202: {}",
             d.arrived_before_accept
         ));
+        if let (Some(c), Some(share)) = (&self.ceiling, self.share_of_ceiling) {
+            line(format!(
+                "ceiling        {} signed deliveries posted straight to the receiver in {:.2} s = {:.0}/s (request {}); Herald delivered {:.1} % of that",
+                c.deliveries, c.seconds, c.deliveries_per_s, c.request_latency_ms.line("ms"), share * 100.0
+            ));
+        }
         for proc in &self.processes {
             line(format!(
                 "process {:<8} pid {:<7} peak RSS (VmHWM) {:.1} MiB, max sampled RSS {:.1} MiB, idle RSS {:.1} MiB, CPU {:.1} s; exit: {}",
