@@ -24,7 +24,12 @@ struct Counting {
 impl Counting {
     /// Listens on every address of `ips` at one port.
     fn start(ips: &[&str], answer: Option<String>) -> Self {
-        let first = TcpListener::bind((ips[0], 0)).unwrap();
+        Self::start_at(ips, 0, answer)
+    }
+
+    /// [`Counting::start`] at `port` (0: any free one).
+    fn start_at(ips: &[&str], port: u16, answer: Option<String>) -> Self {
+        let first = TcpListener::bind((ips[0], port)).unwrap();
         let port = first.local_addr().unwrap().port();
         let mut listeners = vec![first];
         for ip in &ips[1..] {
@@ -148,4 +153,103 @@ fn internal_targets_are_refused_even_with_a_proxy_in_the_environment() {
     assert!(redirect.hits() >= 1, "the redirecting receiver was asked");
     assert_eq!(internal.hits(), 0, "an internal listener was reached");
     assert_eq!(proxy.hits(), 0, "a delivery went through the proxy");
+}
+
+/// A DNS server on loopback that answers every A question with `first`, then `next`.
+struct RebindingDns {
+    addr: std::net::SocketAddr,
+    questions: Arc<AtomicUsize>,
+}
+
+impl RebindingDns {
+    fn start(first: [u8; 4], next: [u8; 4]) -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let questions = Arc::new(AtomicUsize::new(0));
+        let asked = questions.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+                let query = &buffer[..n];
+                let mut answer = query.to_vec();
+                answer[2] = 0x81;
+                answer[3] = 0x80;
+                if n > 16 && query[n - 3] == 1 {
+                    // An A question: one record, through a pointer to the question's name.
+                    let ip = if asked.fetch_add(1, Ordering::SeqCst) == 0 {
+                        first
+                    } else {
+                        next
+                    };
+                    answer[7] = 1;
+                    answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+                    answer.extend_from_slice(&ip);
+                }
+                let _ = socket.send_to(&answer, peer);
+            }
+        });
+        Self { addr, questions }
+    }
+}
+
+#[test]
+fn a_name_rebinding_to_an_internal_address_is_refused_at_the_next_connection() {
+    // The same port on the allowed address (answering 500 and closing the connection, so
+    // the retry connects again) and on an internal one.
+    let allowed = Counting::start(
+        &["127.0.0.3"],
+        Some("HTTP/1.1 500 Oops\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned()),
+    );
+    let internal = Counting::start_at(&["127.0.0.1"], allowed.port, None);
+    let dns = RebindingDns::start([127, 0, 0, 3], [127, 0, 0, 1]);
+    let servers = format!("[\"{}\"]", dns.addr);
+    let stack = Stack::start(
+        "ssrf-rebind",
+        &[
+            ("HERALD_DISPATCHER__ALLOWED_NETWORKS", "[\"127.0.0.3/32\"]"),
+            ("HERALD_DISPATCHER__DNS_SERVERS", &servers),
+        ],
+    );
+    let (id, _) = stack.api.create_endpoint(
+        &format!("http://rebind.test:{}/hook", allowed.port),
+        &["ssrf.rebind"],
+    );
+    let (status, body) = stack.api.post(
+        "/v1/events",
+        &serde_json::json!({"type": "ssrf.rebind", "payload": {}}),
+    );
+    assert_eq!(status, 202, "{body}");
+    let mut letters = Vec::new();
+    wait_until(
+        "the rebound delivery dead-lettered",
+        Duration::from_secs(90),
+        || {
+            letters = stack.dead_letters();
+            !letters.is_empty()
+        },
+    );
+    let task = letters[0].task.as_ref().unwrap();
+    assert_eq!(task.endpoint_id, id);
+    assert_eq!(
+        letters[0].reason, "destination_forbidden",
+        "{:?}",
+        letters[0]
+    );
+    assert_eq!(
+        task.attempts.len(),
+        2,
+        "one attempt to the allowed address, then refused"
+    );
+    assert_eq!(task.attempts[0].status, 500);
+    let error = &task.last_failure.as_ref().unwrap().error;
+    assert!(
+        error.contains("forbidden addresses"),
+        "a clear reason: {error}"
+    );
+    assert!(
+        dns.questions.load(Ordering::SeqCst) >= 2,
+        "resolved for each connection"
+    );
+    assert_eq!(allowed.hits(), 1);
+    assert_eq!(internal.hits(), 0, "the internal listener was reached");
 }

@@ -58,6 +58,10 @@ pub struct DispatcherConfig {
     /// Destinations allowed despite being private/loopback/link-local (CIDR list, e.g.
     /// `127.0.0.0/8`). Empty: only public addresses.
     pub allowed_networks: Vec<String>,
+    /// DNS servers (`ip:port`, UDP) that resolve delivery hosts instead of the system
+    /// resolver; empty: the system resolver. The SSRF guard checks their answers too.
+    #[serde(default)]
+    pub dns_servers: Vec<std::net::SocketAddr>,
     /// How far back the attempts log is read at start to skip deliveries that already
     /// succeeded before a crash.
     #[serde(with = "serde_human")]
@@ -97,6 +101,7 @@ impl DispatcherConfig {
             retry_jitter: policy.jitter(),
             throttle_floor: policy.throttle_floor(),
             allowed_networks: Vec::new(),
+            dns_servers: Vec::new(),
             dedupe_window: Duration::from_secs(3_600),
             failing_after: 5,
             disable_after: Duration::from_secs(5 * 86_400),
@@ -168,6 +173,9 @@ impl DispatcherConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err("dispatcher.connect_timeout: must be positive".into());
+        }
+        if self.dns_servers.len() > 8 {
+            return Err("dispatcher.dns_servers: at most 8".into());
         }
         for net in &self.allowed_networks {
             crate::ssrf::Network::parse(net)

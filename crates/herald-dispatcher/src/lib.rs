@@ -23,6 +23,7 @@
 //! - [`deliver`]: one delivery step shared by both consumers.
 //! - [`transport`]: the seam deliveries leave through: signed requests, the `Transport`
 //!   trait, the deadline layer.
+//! - [`dns`]: delivery host lookups through configured DNS servers (`dispatcher.dns_servers`).
 //! - [`slots`]: per-endpoint concurrency, waited for or deferred by health.
 //! - [`operational`]: Herald's own events (endpoint failing/recovered/disabled, delivery
 //!   dead-lettered) to each tenant's operational endpoint, through the normal pipeline.
@@ -42,6 +43,7 @@ pub mod consumer;
 pub mod dedupe;
 pub mod deliver;
 pub mod delivered;
+pub mod dns;
 pub mod error;
 pub mod health;
 pub mod hold;

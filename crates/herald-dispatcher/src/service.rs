@@ -51,6 +51,7 @@ pub fn outbound(config: &DispatcherConfig) -> Result<Outbound> {
         attempt_timeout: config.attempt_timeout,
         connect_timeout: config.connect_timeout,
         excerpt_bytes: config.response_excerpt_bytes,
+        dns_servers: config.dns_servers.clone(),
     })
     .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
     // The HTTP client's own timeout ends an attempt at `attempt_timeout`; the deadline is the

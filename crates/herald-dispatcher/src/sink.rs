@@ -36,6 +36,14 @@ fn system_lookup() -> Lookup {
     })
 }
 
+fn servers_lookup(servers: Vec<SocketAddr>) -> Lookup {
+    let servers = Arc::new(servers);
+    Arc::new(move |host| {
+        let servers = servers.clone();
+        Box::pin(async move { crate::dns::lookup(&servers, &host).await })
+    })
+}
+
 /// DNS resolution that drops addresses the SSRF policy forbids. Every connection resolves
 /// afresh and connects only to the addresses that passed, so a name that answers a public
 /// address first and a private one next (DNS rebinding) is refused the second time.
@@ -80,6 +88,8 @@ pub struct HttpSettings {
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
     pub excerpt_bytes: usize,
+    /// Resolve with these DNS servers instead of the system resolver (empty: system).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Transport for HttpTransport {
@@ -103,7 +113,11 @@ impl HttpTransport {
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .dns_resolver(Arc::new(GuardedResolver {
-                lookup: system_lookup(),
+                lookup: if settings.dns_servers.is_empty() {
+                    system_lookup()
+                } else {
+                    servers_lookup(settings.dns_servers.clone())
+                },
                 allowed: allowed.clone(),
             }))
             .build()?;
@@ -325,6 +339,7 @@ mod tests {
             attempt_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             excerpt_bytes: 64,
+            dns_servers: Vec::new(),
         })
         .unwrap();
         // Nothing listens on port 1: the connection is refused at once.

@@ -5,22 +5,12 @@
 //! faster than this on the machine; its figures are reported as a share of it.
 
 use crate::receiver::{self, Arrivals};
+use crate::report::{Ceiling, Distribution};
 use anyhow::{bail, Result};
 use herald_core::signing::{signature_header, Secret};
-use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// What the ceiling run measured.
-#[derive(Debug, Serialize)]
-pub struct Ceiling {
-    pub deliveries: usize,
-    pub seconds: f64,
-    pub deliveries_per_s: f64,
-    /// One POST, sent to answered.
-    pub request_latency_ms: crate::report::Distribution,
-}
 
 /// Posts `events × endpoints` signed deliveries of `payload_bytes` with `concurrency` clients.
 pub async fn measure(
@@ -98,6 +88,6 @@ pub async fn measure(
         deliveries: total,
         seconds,
         deliveries_per_s: total as f64 / seconds,
-        request_latency_ms: crate::report::Distribution::of(latencies, 0.001),
+        request_latency_ms: Distribution::of(latencies, 0.001),
     })
 }

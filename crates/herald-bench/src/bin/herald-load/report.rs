@@ -115,6 +115,16 @@ pub struct Delivery {
     pub arrived_before_accept: usize,
 }
 
+/// The machine's loopback ceiling for the same deliveries (see `ceiling.rs`).
+#[derive(Debug, Serialize)]
+pub struct Ceiling {
+    pub deliveries: usize,
+    pub seconds: f64,
+    pub deliveries_per_s: f64,
+    /// One POST, sent to answered.
+    pub request_latency_ms: Distribution,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Process {
     pub name: String,
@@ -141,7 +151,7 @@ pub struct Report {
     /// `herald_*` series scraped from the Herald's `/metrics` at the end of the run.
     pub herald_metrics: std::collections::BTreeMap<String, String>,
     /// The machine's loopback ceiling for the same deliveries (None with `--no-ceiling`).
-    pub ceiling: Option<crate::ceiling::Ceiling>,
+    pub ceiling: Option<Ceiling>,
     /// Herald's deliveries/s as a share of the ceiling's.
     pub share_of_ceiling: Option<f64>,
     pub ok: bool,
