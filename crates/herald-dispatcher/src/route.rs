@@ -101,15 +101,7 @@ impl OutcomeWriter {
             reason = reason.as_str(),
             "Delivery parked in the dead-letter topic."
         );
-        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).increment(1);
-        let key = task.endpoint_id.clone();
-        let letter = v1::DeadLetter {
-            task: Some(task),
-            reason: reason.as_str().to_owned(),
-            dead_at_ms: self.clock.now_ms(),
-            attempts_topic: self.topics.attempts(),
-            undecodable: None,
-        };
+        let (key, letter) = self.letter(task, reason);
         match self
             .send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
             .await?
@@ -120,6 +112,20 @@ impl OutcomeWriter {
                 self.park_slim(task, &self.topics.dlq(), &why).await
             }
         }
+    }
+
+    /// The dead letter of `task` for `reason`, with its record key (counted as a DLQ write).
+    fn letter(&self, task: v1::DeliveryTask, reason: DeadReason) -> (String, v1::DeadLetter) {
+        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).increment(1);
+        let key = task.endpoint_id.clone();
+        let letter = v1::DeadLetter {
+            task: Some(task),
+            reason: reason.as_str().to_owned(),
+            dead_at_ms: self.clock.now_ms(),
+            attempts_topic: self.topics.attempts(),
+            undecodable: None,
+        };
+        (key, letter)
     }
 
     /// Parks a delivery whose retry task or dead letter the broker refused, in a form that
@@ -144,16 +150,7 @@ impl OutcomeWriter {
         }
         let keep = task.attempts.len().saturating_sub(1);
         task.attempts.drain(..keep);
-        let reason = DeadReason::RecordTooLarge;
-        metrics::counter!("herald_dlq_writes_total", "reason" => reason.as_str()).increment(1);
-        let key = task.endpoint_id.clone();
-        let letter = v1::DeadLetter {
-            task: Some(task),
-            reason: reason.as_str().to_owned(),
-            dead_at_ms: self.clock.now_ms(),
-            attempts_topic: self.topics.attempts(),
-            undecodable: None,
-        };
+        let (key, letter) = self.letter(task, DeadReason::RecordTooLarge);
         self.durable_send(&self.topics.dlq(), key.as_bytes(), &letter.encode_to_vec())
             .await
     }
