@@ -21,6 +21,7 @@
 //! - [`run`]: the states of a replay run.
 //! - [`sealing`]: AEAD sealing of endpoint secrets at rest under a master key.
 //! - [`throttle`]: rate limits: token buckets (API keys) and spaced turns (endpoints).
+//! - [`time`]: instants as typed (RFC 3339, `2h` ago, `now`, epoch ms) and RFC 3339 back.
 //! - [`topics`]: Kafka topic names under a configurable prefix.
 //! - [`clock`]: time as a dependency (system or manual).
 //! - [`duration`]: human durations (`5s`, `30m`, `10h`) used in config and the CLI.
@@ -39,6 +40,7 @@ pub mod run;
 pub mod sealing;
 pub mod signing;
 pub mod throttle;
+pub mod time;
 pub mod topics;
 
 pub use error::{Error, Result};

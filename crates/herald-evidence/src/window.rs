@@ -62,26 +62,15 @@ impl Window {
 }
 
 fn instant(field: &str, text: &str, now_ms: i64) -> Result<i64> {
-    let text = text.trim();
-    if let Ok(ago) = herald_core::duration::parse(text) {
-        return Ok(now_ms.saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64));
-    }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            Error::Invalid(format!(
-                "{field}: `{}` is neither RFC 3339 (2026-03-01T09:00:00Z) nor a duration ago (2h)",
-                text.chars().take(40).collect::<String>()
-            ))
-        })
+    herald_core::time::parse_instant(text, now_ms).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{field}: `{}` is neither RFC 3339 (2026-03-01T09:00:00Z) nor a duration ago (2h)",
+            text.trim().chars().take(40).collect::<String>()
+        ))
+    })
 }
 
-/// An instant as RFC 3339 (UTC, milliseconds).
-pub fn format_instant(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use herald_core::time::format_instant;
 
 #[cfg(test)]
 mod tests {

@@ -12,18 +12,7 @@ use serde::{Deserialize, Serialize};
 /// relative duration meaning "that long before now" (`2h`, `90m`, `1h30m`, `3d`), `now`, or
 /// milliseconds since the epoch.
 pub fn parse_instant(text: &str, now: UnixMillis) -> Result<UnixMillis> {
-    let text = text.trim();
-    if text.eq_ignore_ascii_case("now") {
-        return Ok(now);
-    }
-    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(at.timestamp_millis());
-    }
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.len() >= 12 {
-        return text.parse().map_err(|_| invalid_instant(text));
-    }
-    let ago = herald_core::duration::parse(text).map_err(|_| invalid_instant(text))?;
-    Ok(now.saturating_sub(ago.as_millis().min(i64::MAX as u128) as i64))
+    herald_core::time::parse_instant(text, now).ok_or_else(|| invalid_instant(text.trim()))
 }
 
 fn invalid_instant(text: &str) -> Error {
@@ -33,12 +22,7 @@ fn invalid_instant(text: &str) -> Error {
     ))
 }
 
-/// Formats milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn format_instant(at: UnixMillis) -> String {
-    chrono::DateTime::from_timestamp_millis(at)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| at.to_string())
-}
+pub use herald_core::time::format_instant;
 
 /// A half-open time range `[since, until)` in ms since the epoch; either side may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
