@@ -401,6 +401,7 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         .enumerate()
         .map(|(i, (name, pid))| {
             let exit = m.exits.iter().find(|(p, _, _)| p == pid);
+            let cpu_seconds = m.end[i].cpu_ticks.saturating_sub(m.idle[i].cpu_ticks) as f64 / ticks;
             Process {
                 name: name.clone(),
                 pid: *pid,
@@ -409,7 +410,9 @@ fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
                     .max(m.sampled.get(i).copied().unwrap_or_default())),
                 max_sampled_rss_mib: mib(m.sampled.get(i).copied().unwrap_or_default()),
                 idle_rss_mib: mib(m.idle[i].rss_kib),
-                cpu_seconds: m.end[i].cpu_ticks.saturating_sub(m.idle[i].cpu_ticks) as f64 / ticks,
+                cpu_seconds,
+                cpu_ms_per_1000_deliveries: (received > 0)
+                    .then(|| cpu_seconds * 1_000_000.0 / received as f64),
                 exit: exit.map_or_else(
                     || "left running (--target)".to_owned(),
                     |(_, e, _)| e.clone(),

@@ -137,6 +137,8 @@ pub struct Process {
     pub idle_rss_mib: f64,
     /// CPU seconds (user + system) spent during the measurement.
     pub cpu_seconds: f64,
+    /// CPU milliseconds per 1,000 deliveries received (None when none arrived).
+    pub cpu_ms_per_1000_deliveries: Option<f64>,
     pub exit: String,
     pub panics: Vec<String>,
 }
@@ -225,8 +227,9 @@ impl Report {
         }
         for proc in &self.processes {
             line(format!(
-                "process {:<8} pid {:<7} peak RSS (VmHWM) {:.1} MiB, max sampled RSS {:.1} MiB, idle RSS {:.1} MiB, CPU {:.1} s; exit: {}",
-                proc.name, proc.pid, proc.peak_rss_mib, proc.max_sampled_rss_mib, proc.idle_rss_mib, proc.cpu_seconds, proc.exit
+                "process {:<8} pid {:<7} peak RSS (VmHWM) {:.1} MiB, max sampled RSS {:.1} MiB, idle RSS {:.1} MiB, CPU {:.1} s ({} ms per 1,000 deliveries); exit: {}",
+                proc.name, proc.pid, proc.peak_rss_mib, proc.max_sampled_rss_mib, proc.idle_rss_mib, proc.cpu_seconds,
+                proc.cpu_ms_per_1000_deliveries.map_or("-".to_owned(), |ms| format!("{ms:.0}")), proc.exit
             ));
             for panic in &proc.panics {
                 line(format!("  PANIC {panic}"));
