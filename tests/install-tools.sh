@@ -6,7 +6,8 @@
 #   * schemathesis (PyPI, pinned) in its own virtualenv under ~/.cache/herald-py, to check the
 #     running API against its OpenAPI document;
 #   * kcat (a Kafka client that is not Herald's, for records written straight to Kafka) and
-#     promtool (`promtool check metrics`), from Debian's packages `kcat` and `prometheus`.
+#     promtool (`promtool check metrics`), from Debian's packages `kcat` and `prometheus`;
+#     a TTF font (`fonts-dejavu-core`) for herald-load's PNG charts.
 # Idempotent: what is there already is left alone. .ci/run calls it before the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ fi
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo

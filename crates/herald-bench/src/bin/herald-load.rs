@@ -1,27 +1,42 @@
 //! `herald-load`: the end-to-end load harness.
 //!
 //! First measures the machine's loopback ceiling (the same signed deliveries posted straight
-//! to the receiver; `--no-ceiling` skips it). Then starts `herald broker` and Herald (`herald dev --kafka`, or `herald ingest` + `herald
-//! dispatch`) in a temporary directory, or connects to a running one (`--target`), runs a
-//! receiver on 127.0.0.1 that verifies every signature, creates `N` endpoints, posts `E`
-//! events with `C` concurrent clients at a target rate, waits (bounded) for every delivery
-//! and reports ingest throughput and latency, delivery throughput, end-to-end latency,
-//! duplicates, missing deliveries and the memory and CPU of the Herald processes, and
-//! deliveries/s as a share of the ceiling.
+//! to the receiver; `--no-ceiling` skips it). Then starts a broker (`herald broker`, or Apache
+//! Kafka with `--broker kafka`) and Herald (`herald dev --kafka`, or `herald ingest` +
+//! `herald dispatch`) in a temporary directory, or connects to a running one (`--target`),
+//! runs a receiver on 127.0.0.1 that verifies every signature (and misbehaves on purpose for
+//! the failure scenarios), creates `N` endpoints, posts `E` events with `C` concurrent
+//! clients at a target rate, waits (bounded) for every delivery and reports ingest
+//! throughput and latency, delivery throughput, end-to-end latency, duplicates, missing
+//! deliveries, the memory and CPU of every process, and deliveries/s as a share of the
+//! ceiling; `--chart` draws the run into a PNG. `--suite DIR` runs every scenario on both
+//! brokers and writes the table (`suite.rs`).
 //! Exits 1 when any delivery is missing (or a signature fails), 2 when it cannot run.
 
 #[path = "herald-load/args.rs"]
 mod args;
 #[path = "herald-load/ceiling.rs"]
 mod ceiling;
+#[path = "herald-load/chart.rs"]
+mod chart;
+#[path = "herald-load/kafka.rs"]
+mod kafka;
 #[path = "herald-load/load.rs"]
 mod load;
+#[path = "herald-load/plot.rs"]
+mod plot;
 #[path = "herald-load/procs.rs"]
 mod procs;
 #[path = "herald-load/receiver.rs"]
 mod receiver;
 #[path = "herald-load/report.rs"]
 mod report;
+#[path = "herald-load/suite.rs"]
+mod suite;
+#[path = "herald-load/suite_table.rs"]
+mod suite_table;
+#[path = "herald-load/tally.rs"]
+mod tally;
 #[path = "herald-load/watchdog.rs"]
 mod watchdog;
 
@@ -29,19 +44,66 @@ use anyhow::{bail, Context, Result};
 use args::Args;
 use clap::Parser;
 use procs::{Proc, Settings};
-use report::{Delivery, Distribution, Ingest, Parameters, Process, Report};
+use report::Report;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The Herald under load.
-struct Herald {
+pub struct Herald {
     base: String,
     /// Every `/metrics` of the Herald under load.
     metrics: Vec<String>,
     admin_key: String,
     procs: Vec<Proc>,
-    watched: Vec<(String, u32)>,
+    /// (name, pid) of every process whose memory and CPU are measured.
+    pub watched: Vec<(String, u32)>,
+}
+
+impl Herald {
+    /// The watchdog's view of the measured processes.
+    fn watch_list(&self) -> Vec<watchdog::Watched> {
+        self.watched
+            .iter()
+            .map(|(name, pid)| watchdog::Watched {
+                name: name.clone(),
+                pid: *pid,
+                log: self
+                    .procs
+                    .iter()
+                    .find(|p| p.pid() == *pid)
+                    .map(|p| p.log.clone()),
+            })
+            .collect()
+    }
+
+    /// Stops the separate dispatcher (split layout); `resume_dispatcher` starts it again.
+    async fn stop_dispatcher(&mut self) -> Result<()> {
+        let proc = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == "dispatch")
+            .context("--backlog needs the split layout's separate dispatcher")?;
+        let how = proc.stop(Duration::from_secs(30)).await;
+        eprintln!("herald-load: dispatcher stopped ({how})");
+        Ok(())
+    }
+
+    async fn resume_dispatcher(&mut self) -> Result<()> {
+        let proc = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == "dispatch")
+            .context("no dispatcher")?;
+        let old = proc.pid();
+        proc.respawn()?;
+        let new = proc.pid();
+        for (_, pid) in self.watched.iter_mut().filter(|(_, pid)| *pid == old) {
+            *pid = new;
+        }
+        eprintln!("herald-load: dispatcher started again (pid {new})");
+        Ok(())
+    }
 }
 
 async fn herald(args: &Args, dir: &std::path::Path) -> Result<Herald> {
@@ -74,7 +136,11 @@ async fn herald(args: &Args, dir: &std::path::Path) -> Result<Herald> {
         max_batch: args.batch.max(100),
         log_filter: args.herald_log.clone(),
     };
-    let spawned = procs::start(&bin, dir, &settings).await?;
+    let broker = match args.broker {
+        procs::Broker::Embedded => procs::embedded_broker(&bin, dir, &settings).await?,
+        procs::Broker::Kafka => kafka::start(dir).await?,
+    };
+    let spawned = procs::start(&bin, dir, &settings, broker).await?;
     let watched = spawned
         .procs
         .iter()
@@ -167,6 +233,34 @@ async fn wait_until(
     true
 }
 
+/// Watches the Herald processes and the run's progress (see `watchdog.rs`).
+fn watch(
+    dog: &Arc<watchdog::Watchdog>,
+    herald: &Herald,
+    sent: &Arc<load::Sent>,
+    arrivals: &Arc<receiver::Arrivals>,
+    stall: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let (s, a) = (sent.clone(), arrivals.clone());
+    let (s2, a2) = (sent.clone(), arrivals.clone());
+    let healthy = arrivals.healthy().len();
+    watchdog::spawn(
+        dog.clone(),
+        herald.watch_list(),
+        stall,
+        move || {
+            (
+                s.accepted_count(),
+                a.unique.load(Ordering::Relaxed) + a.warmed_count(),
+            )
+        },
+        move || {
+            s2.sending_done_at.load(Ordering::Relaxed) > 0
+                && a2.unique.load(Ordering::Relaxed) >= s2.accepted_count() * healthy
+        },
+    )
+}
+
 async fn run(args: Args) -> Result<Report> {
     args.validate()?;
     let dir = match &args.work_dir {
@@ -198,7 +292,13 @@ async fn run(args: Args) -> Result<Report> {
         Some(c)
     };
     let start = Instant::now();
-    let arrivals = Arc::new(receiver::Arrivals::new(start, args.events, args.endpoints));
+    let behaviour = receiver::Behaviour {
+        hanging: args.hanging,
+        fail_share: args.fail_share,
+    };
+    let arrivals = Arc::new(
+        receiver::Arrivals::new(start, args.events, args.endpoints).with_behaviour(behaviour),
+    );
     let receiver_addr = receiver::start(arrivals.clone()).await?;
     let mut herald = herald(&args, &dir).await?;
     let api = load::Api::new(
@@ -209,37 +309,9 @@ async fn run(args: Args) -> Result<Report> {
 
     // Endpoints, then one warm-up event that must reach all of them.
     let sent = Arc::new(load::Sent::new(start, args.events));
-    let dog = Arc::new(watchdog::Watchdog::default());
-    let watched = herald
-        .watched
-        .iter()
-        .map(|(name, pid)| watchdog::Watched {
-            name: name.clone(),
-            pid: *pid,
-            log: herald
-                .procs
-                .iter()
-                .find(|p| p.pid() == *pid)
-                .map(|p| p.log.clone()),
-        })
-        .collect();
-    let (s, a, endpoints) = (sent.clone(), arrivals.clone(), args.endpoints);
-    let (s2, a2) = (sent.clone(), arrivals.clone());
-    let watching = watchdog::spawn(
-        dog.clone(),
-        watched,
-        Duration::from_secs(args.stall_timeout),
-        move || {
-            (
-                s.accepted_count(),
-                a.unique.load(Ordering::Relaxed) + a.warmed_count(),
-            )
-        },
-        move || {
-            s2.sending_done_at.load(Ordering::Relaxed) > 0
-                && a2.unique.load(Ordering::Relaxed) >= s2.accepted_count() * endpoints
-        },
-    );
+    let stall = Duration::from_secs(args.stall_timeout);
+    let mut dog = Arc::new(watchdog::Watchdog::default());
+    let mut watching = watch(&dog, &herald, &sent, &arrivals, stall);
     let warmup_began = Instant::now();
     for k in 0..args.endpoints {
         let (_id, secret) = api
@@ -257,14 +329,24 @@ async fn run(args: Args) -> Result<Report> {
         );
     }
     let warmup_seconds = warmup_began.elapsed().as_secs_f64();
+    if args.backlog {
+        // The dispatcher is down while every event is accepted (its exit is expected).
+        watching.abort();
+        herald.stop_dispatcher().await?;
+        dog = Arc::new(watchdog::Watchdog::default());
+    }
 
-    let pids: Vec<u32> = herald.watched.iter().map(|(_, pid)| *pid).collect();
-    let idle: Vec<procs::Usage> = pids
-        .iter()
-        .map(|p| procs::usage(*p).unwrap_or_default())
-        .collect();
+    let usage_now = |herald: &Herald| -> Vec<procs::Usage> {
+        herald
+            .watched
+            .iter()
+            .map(|(_, p)| procs::usage(*p).unwrap_or_default())
+            .collect()
+    };
+    let mut idle = usage_now(&herald);
     let stop_sampling = Arc::new(tokio::sync::Notify::new());
-    let sampler = sample_rss(pids.clone(), stop_sampling.clone());
+    let mut pids: Vec<u32> = herald.watched.iter().map(|(_, pid)| *pid).collect();
+    let mut sampler = sample_rss(pids.clone(), stop_sampling.clone());
 
     let plan = load::Plan {
         events: args.events,
@@ -277,12 +359,24 @@ async fn run(args: Args) -> Result<Report> {
         run_id: format!("load-{}-{}", std::process::id(), rand::random::<u32>()),
     };
     let load_began = start.elapsed().as_nanos() as u64;
-    let progress = report_progress(sent.clone(), arrivals.clone(), args.endpoints);
+    let progress = report_progress(sent.clone(), arrivals.clone(), arrivals.healthy().len());
     load::run(api, plan, sent.clone()).await;
     let accepted = (0..args.events)
         .filter(|s| sent.accepted(*s).is_some())
         .count();
-    let expected = accepted * args.endpoints;
+    let mut drain_began = None;
+    if args.backlog {
+        // The drain is what is measured: the processes' usage and RSS from the restart on.
+        herald.resume_dispatcher().await?;
+        drain_began = Some(start.elapsed().as_nanos() as u64);
+        stop_sampling.notify_one();
+        let _ = sampler.await;
+        idle = usage_now(&herald);
+        pids = herald.watched.iter().map(|(_, pid)| *pid).collect();
+        sampler = sample_rss(pids.clone(), stop_sampling.clone());
+        watching = watch(&dog, &herald, &sent, &arrivals, stall);
+    }
+    let expected = accepted * arrivals.healthy().len();
     let all_arrived = wait_until(Duration::from_secs(args.timeout), &dog, || {
         arrivals.unique.load(Ordering::Relaxed) >= expected
     })
@@ -291,10 +385,7 @@ async fn run(args: Args) -> Result<Report> {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let herald_metrics = scrape_metrics(&herald.metrics).await;
-    let end: Vec<procs::Usage> = pids
-        .iter()
-        .map(|p| procs::usage(*p).unwrap_or_default())
-        .collect();
+    let end = usage_now(&herald);
     stop_sampling.notify_one();
     progress.abort();
     watching.abort();
@@ -308,13 +399,14 @@ async fn run(args: Args) -> Result<Report> {
         ));
     }
 
-    let mut report = build_report(
+    let mut report = tally::build_report(
         &args,
         &herald,
-        Measured {
+        tally::Measured {
             arrivals: &arrivals,
             sent: &sent,
             load_began,
+            drain_began,
             warmup_seconds,
             all_arrived,
             stopped_early: dog.reason(),
@@ -338,199 +430,16 @@ async fn run(args: Args) -> Result<Report> {
     Ok(report)
 }
 
-struct Measured<'a> {
-    arrivals: &'a receiver::Arrivals,
-    sent: &'a load::Sent,
-    load_began: u64,
-    warmup_seconds: f64,
-    all_arrived: bool,
-    stopped_early: Option<String>,
-    herald_metrics: std::collections::BTreeMap<String, String>,
-    idle: &'a [procs::Usage],
-    end: &'a [procs::Usage],
-    sampled: &'a [u64],
-    exits: &'a [(u32, String, Vec<String>)],
-}
-
-fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
-    let (events, endpoints) = (args.events, args.endpoints);
-    let accepted: Vec<usize> = (0..events)
-        .filter(|s| m.sent.accepted(*s).is_some())
-        .collect();
-    let last_accept = accepted
-        .iter()
-        .filter_map(|s| m.sent.accepted(*s))
-        .max()
-        .unwrap_or(m.load_began);
-    let mut e2e = Vec::with_capacity(accepted.len() * endpoints);
-    let mut arrivals = Vec::with_capacity(accepted.len() * endpoints);
-    let (mut early, mut mismatches, mut last_arrival) = (0, 0, m.load_began);
-    for &seq in &accepted {
-        let accepted_at = m.sent.accepted(seq).unwrap_or_default();
-        for k in 0..endpoints {
-            let Some(arrived) = m.arrivals.arrival(seq, k) else {
-                continue;
-            };
-            last_arrival = last_arrival.max(arrived);
-            arrivals.push(arrived);
-            if arrived < accepted_at {
-                early += 1;
-            }
-            e2e.push(arrived.saturating_sub(accepted_at) / 1_000);
-            let sent_id = m.sent.event_ids[seq].get().map(String::as_str);
-            if sent_id.is_some() && m.arrivals.webhook_id(seq, k) != sent_id {
-                mismatches += 1;
-            }
-        }
-    }
-    let secs = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e9;
-    let sending_done = m
-        .sent
-        .sending_done_at
-        .load(Ordering::Acquire)
-        .saturating_sub(1);
-    let ingest_seconds = secs(m.load_began, sending_done);
-    let received = e2e.len();
-    let expected = accepted.len() * endpoints;
-    let delivery_seconds = secs(m.load_began, last_arrival);
-    let ticks = procs::clock_ticks() as f64;
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let processes = herald
-        .watched
-        .iter()
-        .enumerate()
-        .map(|(i, (name, pid))| {
-            let exit = m.exits.iter().find(|(p, _, _)| p == pid);
-            let cpu_seconds = m.end[i].cpu_ticks.saturating_sub(m.idle[i].cpu_ticks) as f64 / ticks;
-            Process {
-                name: name.clone(),
-                pid: *pid,
-                peak_rss_mib: mib(m.end[i]
-                    .hwm_kib
-                    .max(m.sampled.get(i).copied().unwrap_or_default())),
-                max_sampled_rss_mib: mib(m.sampled.get(i).copied().unwrap_or_default()),
-                idle_rss_mib: mib(m.idle[i].rss_kib),
-                cpu_seconds,
-                cpu_ms_per_1000_deliveries: (received > 0)
-                    .then(|| cpu_seconds * 1_000_000.0 / received as f64),
-                exit: exit.map_or_else(
-                    || "left running (--target)".to_owned(),
-                    |(_, e, _)| e.clone(),
-                ),
-                panics: exit.map(|(_, _, p)| p.clone()).unwrap_or_default(),
-            }
-        })
-        .collect::<Vec<_>>();
-    let bad_signatures = m.arrivals.bad_signatures.load(Ordering::Relaxed);
-    let rejected = m.sent.rejected.load(Ordering::Relaxed);
-    let not_sent = m.sent.not_sent.load(Ordering::Relaxed);
-    let mut problems = Vec::new();
-    if received < expected {
-        problems.push(format!(
-            "{} of {expected} deliveries missing{}",
-            expected - received,
-            if m.all_arrived || m.stopped_early.is_some() {
-                ""
-            } else {
-                " after the timeout"
-            }
-        ));
-    }
-    if let Some(reason) = &m.stopped_early {
-        problems.push(format!("stopped early: {reason}"));
-    }
-    if accepted.len() < events {
-        problems.push(format!(
-            "{} of {events} events not accepted ({rejected} rejected, {not_sent} not sent)",
-            events - accepted.len()
-        ));
-    }
-    if bad_signatures > 0 {
-        problems.push(format!(
-            "{bad_signatures} deliveries failed signature verification"
-        ));
-    }
-    if mismatches > 0 {
-        problems.push(format!(
-            "{mismatches} deliveries carried a webhook-id other than the accepted event id"
-        ));
-    }
-    for proc in &processes {
-        if !proc.panics.is_empty() {
-            problems.push(format!("{} panicked", proc.name));
-        }
-    }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    Report {
-        parameters: Parameters {
-            command,
-            herald: match &args.target {
-                Some(target) => target.clone(),
-                None => args.herald_bin().display().to_string(),
-            },
-            layout: if args.target.is_some() {
-                "target".into()
-            } else {
-                format!("{:?}", args.layout).to_lowercase()
-            },
-            events,
-            endpoints,
-            concurrency: args.concurrency,
-            rate_per_s: (args.rate > 0.0).then_some(args.rate),
-            batch: args.batch,
-            payload_bytes: args.payload_bytes,
-            partitions: args.target.is_none().then_some(args.partitions),
-            retry_schedule: args.target.is_none().then(|| args.retry_schedule.clone()),
-            attempt_timeout: args.target.is_none().then(|| args.attempt_timeout.clone()),
-            timeout_s: args.timeout,
-            cpus: std::thread::available_parallelism().map_or(0, usize::from),
-        },
-        warmup_seconds: m.warmup_seconds,
-        ingest: Ingest {
-            accepted: accepted.len(),
-            rejected,
-            not_sent,
-            requests: m.sent.requests.load(Ordering::Relaxed),
-            retried_requests: m.sent.retries.load(Ordering::Relaxed),
-            failures: m.sent.failures.lock().expect("failures lock").clone(),
-            seconds: ingest_seconds,
-            accepted_per_s: accepted.len() as f64 / ingest_seconds.max(1e-9),
-            accepted_per_s_by_tenth: report::rate_by_tenth(
-                accepted.iter().filter_map(|s| m.sent.accepted(*s)),
-                m.load_began,
-                sending_done,
-            ),
-            request_latency_ms: Distribution::of(
-                std::mem::take(&mut *m.sent.request_micros.lock().expect("latency lock")),
-                0.001,
-            ),
-        },
-        delivery: Delivery {
-            expected,
-            received,
-            missing: expected - received,
-            duplicates: m.arrivals.duplicates.load(Ordering::Relaxed),
-            bad_signatures,
-            webhook_id_mismatches: mismatches,
-            unrecognised: m.arrivals.unrecognised.load(Ordering::Relaxed),
-            seconds: delivery_seconds,
-            delivered_per_s: received as f64 / delivery_seconds.max(1e-9),
-            delivered_per_s_by_tenth: report::rate_by_tenth(
-                arrivals.into_iter(),
-                m.load_began,
-                last_arrival,
-            ),
-            drain_seconds: secs(last_accept, last_arrival),
-            end_to_end_ms: Distribution::of(e2e, 0.001),
-            arrived_before_accept: early,
-        },
-        processes,
-        herald_metrics: m.herald_metrics,
-        ceiling: None,
-        share_of_ceiling: None,
-        ok: problems.is_empty(),
-        problems,
-    }
+/// The revision of the checkout `herald-load` runs from (`git describe`), for titles.
+pub fn revision() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown revision".to_owned())
 }
 
 fn main() -> std::process::ExitCode {
@@ -544,6 +453,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Some(dir) = args.suite.clone() {
+        if let Err(err) = args.validate() {
+            eprintln!("herald-load: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+        return match runtime.block_on(suite::run(args, &dir)) {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::from(1),
+            Err(err) => {
+                eprintln!("herald-load: {err:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    let chart = args.chart.clone();
     match runtime.block_on(run(args)) {
         Ok(report) => {
             if json {
@@ -554,7 +478,18 @@ fn main() -> std::process::ExitCode {
             } else {
                 print!("{}", report.text());
             }
-            if report.ok {
+            let mut drawn = true;
+            if let Some(path) = &chart {
+                let picture = plot::chart_of(&report, "single run", report.ceiling.as_ref());
+                match chart::render_png(&picture, path) {
+                    Ok(()) => eprintln!("herald-load: chart written to {}", path.display()),
+                    Err(err) => {
+                        eprintln!("herald-load: could not draw {}: {err:#}", path.display());
+                        drawn = false;
+                    }
+                }
+            }
+            if report.ok && drawn {
                 std::process::ExitCode::SUCCESS
             } else {
                 std::process::ExitCode::from(1)

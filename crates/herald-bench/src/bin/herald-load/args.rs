@@ -1,12 +1,12 @@
 //! The command line of `herald-load`, with its bounds.
 
-use crate::procs::Layout;
+use crate::procs::{Broker, Layout};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 
 /// End-to-end load harness for Herald (loopback only, bounded in count and time).
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "herald-load")]
 pub struct Args {
     /// Events to send (1 to 1,000,000).
@@ -36,6 +36,24 @@ pub struct Args {
     /// `dev`: broker + `herald dev --kafka`; `split`: broker + `herald ingest` + `herald dispatch`.
     #[arg(long, value_enum, default_value_t = Layout::Dev)]
     pub layout: Layout,
+    /// The broker Herald runs on: `embedded` (`herald broker`, what `herald dev` runs) or
+    /// `kafka` (Apache Kafka, one KRaft node, jars fetched by `tests/kafka/fetch.sh`).
+    #[arg(long, value_enum, default_value_t = Broker::Embedded)]
+    pub broker: Broker,
+    /// Endpoints (the first N) that accept the connection and never answer; their deliveries
+    /// are not expected, the others' are.
+    #[arg(long, default_value_t = 0)]
+    pub hanging: usize,
+    /// Share (0 to 1) of deliveries the receiver answers 500 on their first attempt.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_share: f64,
+    /// Backlog drain: after the warm-up the dispatcher is stopped, every event is accepted,
+    /// then the dispatcher starts again and the harness times the drain (split layout).
+    #[arg(long)]
+    pub backlog: bool,
+    /// Also draw the run (throughput over time, latency distribution) into this PNG.
+    #[arg(long)]
+    pub chart: Option<PathBuf>,
     /// Topic partitions for the spawned Herald.
     #[arg(long, default_value_t = 3)]
     pub partitions: u32,
@@ -76,6 +94,16 @@ pub struct Args {
     /// posted straight to the receiver).
     #[arg(long)]
     pub no_ceiling: bool,
+    /// Run the whole suite (every scenario on every `--suite-brokers` broker, each in turn)
+    /// and write its JSON reports, PNG charts, `suite.json` and `table.md` into this directory.
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
+    /// The brokers of `--suite`.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Broker::Kafka, Broker::Embedded])]
+    pub suite_brokers: Vec<Broker>,
+    /// Scales the suite's event counts (1 = the published table; 0.05 to try the suite out).
+    #[arg(long, default_value_t = 1.0)]
+    pub suite_scale: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -86,8 +114,11 @@ pub struct Args {
 }
 
 impl Args {
-    /// `--smoke` replaces the size of the run.
+    /// `--smoke` replaces the size of the run; `--backlog` needs a separate dispatcher.
     pub fn apply_smoke(&mut self) {
+        if self.backlog {
+            self.layout = Layout::Split;
+        }
         if self.smoke {
             self.events = 300;
             self.endpoints = 2;
@@ -117,6 +148,22 @@ impl Args {
             "--rate: 0 or a positive number",
         )?;
         check(self.batch <= 1_000, "--batch: 0 to 1,000")?;
+        check(
+            self.suite_scale > 0.0 && self.suite_scale <= 1.0,
+            "--suite-scale: above 0, at most 1",
+        )?;
+        check(
+            self.hanging < self.endpoints,
+            "--hanging: fewer than --endpoints (at least one endpoint must answer)",
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.fail_share),
+            "--fail-share: 0 to 1",
+        )?;
+        check(
+            !(self.backlog && self.target.is_some()),
+            "--backlog: needs a spawned Herald (not --target)",
+        )?;
         check(
             self.payload_bytes <= 512 << 10,
             "--payload-bytes: at most 512 KiB",

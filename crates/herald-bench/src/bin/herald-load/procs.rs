@@ -16,10 +16,12 @@ pub struct Proc {
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     pub log: PathBuf,
+    /// How it was started, to start it again (`respawn`).
+    recipe: (PathBuf, Vec<String>, Vec<(String, String)>, PathBuf),
 }
 
 impl Proc {
-    fn spawn(
+    pub fn spawn(
         bin: &Path,
         name: &str,
         args: &[&str],
@@ -27,13 +29,18 @@ impl Proc {
         dir: &Path,
     ) -> Result<Self> {
         let log = dir.join(format!("{name}.log"));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .context("log file")?;
         let mut child = Command::new(bin)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).context("log file")?)
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("spawning {} {name}", bin.display()))?;
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -49,7 +56,49 @@ impl Proc {
             child,
             lines,
             log,
+            recipe: (
+                bin.to_owned(),
+                args.iter().map(|a| (*a).to_owned()).collect(),
+                env.to_vec(),
+                dir.to_owned(),
+            ),
         })
+    }
+
+    /// Starts the same command again (after `stop`); its log continues in the same file.
+    pub fn respawn(&mut self) -> Result<()> {
+        let (bin, args, env, dir) = self.recipe.clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        *self = Self::spawn(&bin, &self.name, &args, &env, &dir)?;
+        Ok(())
+    }
+
+    /// Waits until its log holds `needle` (for programs that announce readiness on stderr).
+    pub async fn wait_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(needle)
+            {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before logging `{needle}`; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not log `{needle}` within {timeout:?}; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -147,6 +196,16 @@ pub struct Settings {
     pub log_filter: String,
 }
 
+/// Which broker Herald runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Broker {
+    /// `herald broker`: the embedded broker `herald dev` runs (tansu, sqlite storage).
+    Embedded,
+    /// Apache Kafka, one KRaft node (`kafka.rs`).
+    Kafka,
+}
+
 /// The running Herald.
 pub struct Spawned {
     pub procs: Vec<Proc>,
@@ -156,12 +215,18 @@ pub struct Spawned {
     pub dispatcher_metrics: Option<String>,
 }
 
-fn free_port() -> Result<SocketAddr> {
+pub fn free_port() -> Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-/// Starts the broker and Herald under `dir`; returns once ingest listens.
-pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawned> {
+/// Starts Herald under `dir` on the running `broker` (its process and address); returns once
+/// ingest listens.
+pub async fn start(
+    bin: &Path,
+    dir: &Path,
+    settings: &Settings,
+    (broker, broker_addr): (Proc, String),
+) -> Result<Spawned> {
     let admin_key = herald_core::apikey::ApiKeyToken::generate(herald_core::ids::KeyId::generate(
         herald_now_ms(),
     ))
@@ -170,25 +235,6 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
     };
-    let broker_addr = free_port()?.to_string();
-    let broker_dir = dir.join("broker");
-    let log = ("HERALD_LOG".to_owned(), settings.log_filter.clone());
-    let mut broker = Proc::spawn(
-        bin,
-        "broker",
-        &[
-            "broker",
-            "--data-dir",
-            path_str(&broker_dir)?,
-            "--listen",
-            &broker_addr,
-        ],
-        std::slice::from_ref(&log),
-        dir,
-    )?;
-    broker
-        .wait_line("herald: broker listening on", Duration::from_secs(60))
-        .await?;
     let mut env: Vec<(String, String)> = [
         ("HERALD_LOG", settings.log_filter.clone()),
         ("HERALD_KAFKA__BROKERS", broker_addr.clone()),
@@ -256,9 +302,31 @@ pub async fn start(bin: &Path, dir: &Path, settings: &Settings) -> Result<Spawne
     })
 }
 
-fn path_str(path: &Path) -> Result<&str> {
+pub fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .context("temporary directory path is not UTF-8")
+}
+
+/// `herald broker` on a free loopback port, its data under `dir/broker`.
+pub async fn embedded_broker(
+    bin: &Path,
+    dir: &Path,
+    settings: &Settings,
+) -> Result<(Proc, String)> {
+    let addr = free_port()?.to_string();
+    let data = dir.join("broker");
+    let log = ("HERALD_LOG".to_owned(), settings.log_filter.clone());
+    let mut broker = Proc::spawn(
+        bin,
+        "broker",
+        &["broker", "--data-dir", path_str(&data)?, "--listen", &addr],
+        std::slice::from_ref(&log),
+        dir,
+    )?;
+    broker
+        .wait_line("herald: broker listening on", Duration::from_secs(60))
+        .await?;
+    Ok((broker, addr))
 }
 
 fn herald_now_ms() -> i64 {

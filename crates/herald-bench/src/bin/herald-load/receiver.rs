@@ -1,7 +1,9 @@
 //! The receiving end: an axum server on loopback that checks every delivery with
 //! `herald_core::signing::verify` and records when each (event, endpoint) pair first arrived.
 //!
-//! Deliveries go to `/ep/{k}` (endpoint number `k`). The payload carries the event's sequence
+//! Deliveries go to `/ep/{k}` (endpoint number `k`). For the failure scenarios it can also
+//! misbehave on purpose (`Behaviour`): the first `hanging` endpoints never answer, and a fixed
+//! share of the other deliveries is answered 500 on its first attempt (then accepted). The payload carries the event's sequence
 //! number (`{"seq":N,…}`), so arrivals are slots in flat arrays: no map, no lock on the hot
 //! path except the once-per-slot `webhook-id` record.
 
@@ -17,6 +19,30 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
+/// How the receiver misbehaves on purpose (all off by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    /// Endpoints `0..hanging` accept the connection and never answer.
+    pub hanging: usize,
+    /// Share (0 to 1) of deliveries answered 500 on their first attempt, chosen by a fixed
+    /// hash of (event, endpoint) so every run fails the same ones.
+    pub fail_share: f64,
+}
+
+impl Behaviour {
+    fn fails_first(&self, slot: usize) -> bool {
+        if self.fail_share <= 0.0 {
+            return false;
+        }
+        // SplitMix64's finaliser: a fixed, well-spread hash of the slot.
+        let mut x = (slot as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        (x % 10_000) < (self.fail_share * 10_000.0) as u64
+    }
+}
+
 /// What the receiver saw. Times are nanoseconds since `start`, stored `+ 1` so 0 means "not yet".
 pub struct Arrivals {
     pub start: Instant,
@@ -26,6 +52,11 @@ pub struct Arrivals {
     first_arrival: Vec<AtomicU64>,
     webhook_ids: Vec<OnceLock<String>>,
     warmup: Vec<AtomicBool>,
+    behaviour: Behaviour,
+    /// Per slot, whether its planned 500 was answered (empty when `fail_share` is 0).
+    failed_once: Vec<AtomicBool>,
+    pub answered_500: AtomicUsize,
+    pub hung: AtomicUsize,
     pub requests: AtomicUsize,
     pub unique: AtomicUsize,
     pub duplicates: AtomicUsize,
@@ -49,6 +80,10 @@ impl Arrivals {
             first_arrival: (0..events * endpoints).map(|_| AtomicU64::new(0)).collect(),
             webhook_ids: (0..events * endpoints).map(|_| OnceLock::new()).collect(),
             warmup: (0..endpoints).map(|_| AtomicBool::new(false)).collect(),
+            behaviour: Behaviour::default(),
+            failed_once: Vec::new(),
+            answered_500: AtomicUsize::new(0),
+            hung: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             unique: AtomicUsize::new(0),
             duplicates: AtomicUsize::new(0),
@@ -57,14 +92,32 @@ impl Arrivals {
         }
     }
 
+    /// The same, misbehaving as `behaviour` says.
+    pub fn with_behaviour(mut self, behaviour: Behaviour) -> Self {
+        if behaviour.fail_share > 0.0 {
+            self.failed_once = (0..self.events * self.endpoints)
+                .map(|_| AtomicBool::new(false))
+                .collect();
+        }
+        self.behaviour = behaviour;
+        self
+    }
+
+    /// Endpoints that answer (all but the hanging ones): `hanging..endpoints`.
+    pub fn healthy(&self) -> std::ops::Range<usize> {
+        self.behaviour.hanging.min(self.endpoints)..self.endpoints
+    }
+
     /// Adds the secret of the next endpoint (endpoint `k` is the `k`-th added).
     pub fn add_secret(&self, secret: Secret) {
         self.secrets.write().expect("secrets lock").push(secret);
     }
 
-    /// Whether every endpoint got the warm-up event.
+    /// Whether every answering endpoint got the warm-up event.
     pub fn warmed_up(&self) -> bool {
-        self.warmup.iter().all(|w| w.load(Ordering::Relaxed))
+        self.warmup[self.healthy()]
+            .iter()
+            .all(|w| w.load(Ordering::Relaxed))
     }
 
     /// Endpoints that got the warm-up event.
@@ -130,6 +183,12 @@ impl Arrivals {
             }) => self.warmup[endpoint].store(true, Ordering::Relaxed),
             Ok(Probe { seq: Some(seq), .. }) if seq < self.events => {
                 let slot = seq * self.endpoints + endpoint;
+                if self.behaviour.fails_first(slot)
+                    && !self.failed_once[slot].swap(true, Ordering::AcqRel)
+                {
+                    self.answered_500.fetch_add(1, Ordering::Relaxed);
+                    return StatusCode::INTERNAL_SERVER_ERROR;
+                }
                 let first = self.first_arrival[slot].compare_exchange(
                     0,
                     now + 1,
@@ -161,6 +220,11 @@ async fn receive(
         arrivals.unrecognised.fetch_add(1, Ordering::Relaxed);
         return StatusCode::NOT_FOUND;
     }
+    if endpoint < arrivals.behaviour.hanging {
+        // Never answers: the connection stays open until Herald's attempt timeout drops it.
+        arrivals.hung.fetch_add(1, Ordering::Relaxed);
+        std::future::pending::<()>().await;
+    }
     arrivals.record(endpoint, &headers, &body)
 }
 
@@ -177,4 +241,23 @@ pub async fn start(arrivals: Arc<Arrivals>) -> anyhow::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Behaviour;
+
+    #[test]
+    fn the_planned_failures_are_the_share_asked_for_and_fixed() {
+        let b = Behaviour {
+            hanging: 0,
+            fail_share: 0.1,
+        };
+        let failing = (0..100_000).filter(|s| b.fails_first(*s)).count();
+        assert!((9_500..=10_500).contains(&failing), "{failing}");
+        let again = (0..100_000).filter(|s| b.fails_first(*s)).count();
+        assert_eq!(failing, again);
+        let none = Behaviour::default();
+        assert!((0..10_000).all(|s| !none.fails_first(s)));
+    }
 }

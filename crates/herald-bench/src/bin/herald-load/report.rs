@@ -9,6 +9,7 @@ pub struct Distribution {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
+    pub p999: f64,
     pub max: f64,
     pub mean: f64,
 }
@@ -28,6 +29,30 @@ pub fn rate_by_tenth(times: impl Iterator<Item = u64>, from: u64, to: u64) -> Ve
         .collect()
 }
 
+/// Counts per whole second since `from` (nanoseconds) of the given event times.
+pub fn per_second(times: impl Iterator<Item = u64>, from: u64) -> Vec<u32> {
+    let mut counts: Vec<u32> = Vec::new();
+    for t in times {
+        let second = (t.saturating_sub(from) / 1_000_000_000) as usize;
+        if counts.len() <= second {
+            counts.resize(second + 1, 0);
+        }
+        counts[second] += 1;
+    }
+    counts
+}
+
+/// The run second by second, for the chart.
+#[derive(Debug, Default, Serialize)]
+pub struct Series {
+    /// Events accepted in each second since the first was sent.
+    pub accepted_per_s: Vec<u32>,
+    /// First arrivals in each second since the first event was sent.
+    pub delivered_per_s: Vec<u32>,
+    /// With `--backlog`: when the dispatcher started again, seconds since the first event.
+    pub drain_began_s: Option<f64>,
+}
+
 impl Distribution {
     /// From raw values, scaled by `scale` (e.g. µs → ms = 0.001).
     pub fn of(mut values: Vec<u64>, scale: f64) -> Self {
@@ -45,6 +70,7 @@ impl Distribution {
             p50: rank(0.50),
             p95: rank(0.95),
             p99: rank(0.99),
+            p999: rank(0.999),
             max: values[values.len() - 1] as f64 * scale,
             mean: sum / values.len() as f64 * scale,
         }
@@ -52,8 +78,8 @@ impl Distribution {
 
     fn line(&self, unit: &str) -> String {
         format!(
-            "p50 {:.1} {unit}, p95 {:.1} {unit}, p99 {:.1} {unit}, max {:.1} {unit}, mean {:.1} {unit} (n = {})",
-            self.p50, self.p95, self.p99, self.max, self.mean, self.count
+            "p50 {:.1} {unit}, p95 {:.1} {unit}, p99 {:.1} {unit}, p99.9 {:.1} {unit}, max {:.1} {unit}, mean {:.1} {unit} (n = {})",
+            self.p50, self.p95, self.p99, self.p999, self.max, self.mean, self.count
         )
     }
 }
@@ -64,6 +90,11 @@ pub struct Parameters {
     pub command: String,
     pub herald: String,
     pub layout: String,
+    /// The broker of a spawned Herald (None with `--target`).
+    pub broker: Option<crate::procs::Broker>,
+    pub hanging: usize,
+    pub fail_share: f64,
+    pub backlog: bool,
     pub events: usize,
     pub endpoints: usize,
     pub concurrency: usize,
@@ -107,12 +138,22 @@ pub struct Delivery {
     pub delivered_per_s: f64,
     /// First arrivals per second in each tenth of the delivery time.
     pub delivered_per_s_by_tenth: Vec<f64>,
+    /// Endpoints that answer (all but `--hanging`); deliveries are expected only to them.
+    pub healthy_endpoints: usize,
+    /// `delivered_per_s` per answering endpoint.
+    pub per_endpoint_per_s: f64,
     /// From the last event accepted to the last delivery arriving.
     pub drain_seconds: f64,
+    /// With `--backlog`: from the dispatcher's start to the last delivery arriving.
+    pub backlog_drain_seconds: Option<f64>,
     /// Accepted (client got 202) → first arrival at the receiver.
     pub end_to_end_ms: Distribution,
     /// Deliveries that arrived before their 202 reached the client (counted as 0 ms above).
     pub arrived_before_accept: usize,
+    /// First attempts answered 500 on purpose (`--fail-share`).
+    pub answered_500: usize,
+    /// Requests to the hanging endpoints (`--hanging`), never answered.
+    pub hung_requests: usize,
 }
 
 /// The machine's loopback ceiling for the same deliveries (see `ceiling.rs`).
@@ -149,6 +190,10 @@ pub struct Report {
     pub warmup_seconds: f64,
     pub ingest: Ingest,
     pub delivery: Delivery,
+    pub series: Series,
+    /// Every end-to-end latency, µs (for the chart; not in the JSON).
+    #[serde(skip)]
+    pub end_to_end_micros: Vec<u64>,
     pub processes: Vec<Process>,
     /// `herald_*` series scraped from the Herald's `/metrics` at the end of the run.
     pub herald_metrics: std::collections::BTreeMap<String, String>,
@@ -172,7 +217,22 @@ impl Report {
         };
         line("herald-load report".into());
         line(format!("  command      {}", p.command));
-        line(format!("  herald       {} ({} layout)", p.herald, p.layout));
+        line(format!(
+            "  herald       {} ({} layout, {} broker)",
+            p.herald,
+            p.layout,
+            p.broker
+                .map_or("the target's".to_owned(), |b| format!("{b:?}")
+                    .to_lowercase())
+        ));
+        if p.hanging > 0 || p.fail_share > 0.0 || p.backlog {
+            line(format!(
+                "  scenario     {} hanging endpoint(s), {:.0} % of first attempts answered 500, backlog drain {}",
+                p.hanging,
+                p.fail_share * 100.0,
+                if p.backlog { "yes" } else { "no" }
+            ));
+        }
         line(format!(
             "  parameters   {} events x {} endpoints, {} clients, rate {}, {}, payload {} B, partitions {}, retry schedule {}, attempt timeout {}, timeout {} s, {} CPUs",
             p.events,
@@ -203,10 +263,22 @@ impl Report {
             "delivery       {} of {} received in {:.2} s = {:.0} deliveries/s; drain after last accept {:.2} s",
             d.received, d.expected, d.seconds, d.delivered_per_s, d.drain_seconds
         ));
+        if let Some(drain) = d.backlog_drain_seconds {
+            line(format!(
+                "  backlog      the dispatcher drained {} deliveries in {drain:.2} s after it started",
+                d.received
+            ));
+        }
         line(format!(
-            "  delivered/s by tenth of the run  {:?}",
-            d.delivered_per_s_by_tenth
+            "  delivered/s by tenth of the run  {:?}; {:.0} per answering endpoint ({} of {})",
+            d.delivered_per_s_by_tenth, d.per_endpoint_per_s, d.healthy_endpoints, p.endpoints
         ));
+        if d.answered_500 > 0 || d.hung_requests > 0 {
+            line(format!(
+                "  on purpose   {} first attempts answered 500, {} requests left hanging",
+                d.answered_500, d.hung_requests
+            ));
+        }
         line(format!(
             "  missing {}, duplicates {}, bad signatures {}, webhook-id mismatches {}, unrecognised {}",
             d.missing, d.duplicates, d.bad_signatures, d.webhook_id_mismatches, d.unrecognised
@@ -247,5 +319,26 @@ impl Report {
             format!("result         FAILED: {}", self.problems.join("; "))
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{per_second, Distribution};
+
+    #[test]
+    fn per_second_counts_whole_seconds_from_the_start() {
+        let s = 1_000_000_000u64;
+        let times = [5 * s, 5 * s + 1, 6 * s - 1, 6 * s, 8 * s + 7];
+        assert_eq!(per_second(times.into_iter(), 5 * s), vec![3, 1, 0, 1]);
+        assert!(per_second(std::iter::empty(), 0).is_empty());
+    }
+
+    #[test]
+    fn p999_is_the_nearest_rank() {
+        let d = Distribution::of((1..=2_000).collect(), 1.0);
+        assert_eq!(d.p999, 1_998.0);
+        assert_eq!(d.p99, 1_980.0);
+        assert_eq!(d.max, 2_000.0);
     }
 }
