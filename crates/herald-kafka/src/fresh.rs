@@ -46,7 +46,7 @@ pub struct Freshness {
     wake: Notify,
     /// Syncs stopped for good (the service is shutting down): nothing more can be confirmed.
     halted: watch::Sender<bool>,
-    /// The follower's client, used for watermark requests (none while it restarts).
+    /// The client for watermark requests, beside the follower's (none while it restarts).
     reader: Mutex<Option<Arc<StreamConsumer>>>,
 }
 
@@ -72,7 +72,8 @@ impl Freshness {
             .store(period.as_millis() as i64, Ordering::SeqCst);
     }
 
-    /// The follower (re)started with `reader`, reading each partition from its `start`.
+    /// The follower (re)started, reading each partition from its `start`; syncs ask for
+    /// watermarks through `reader`, a client that does not fetch (see `View::follow`).
     pub fn following(&self, reader: Arc<StreamConsumer>, start: HashMap<i32, i64>) {
         // Positions first: a sync that sees the reader must also see its partitions.
         self.read.send_replace(start);

@@ -122,13 +122,22 @@ impl<S: Default + Send + Sync + 'static> View<S> {
     ) {
         let mut delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let followed = match consumer::reader(&config, "herald-view") {
-                Ok(reader) => {
+            // Syncs ask for watermarks on a client of their own: on the follower's
+            // connection a ListOffsets request would queue behind its long-poll fetch (a
+            // broker answers one request per connection at a time), and every sync would
+            // take up to `fetch.wait.max.ms` — measured: 100 ms per sync on Apache Kafka,
+            // the bulk of the end-to-end latency at low load.
+            let clients = consumer::reader(&config, "herald-view")
+                .and_then(|reader| Ok((reader, consumer::reader(&config, "herald-view-marks")?)));
+            let followed = match clients {
+                Ok((reader, marks)) => {
                     let reader = consumer::Closing::new(reader);
-                    let followed = self.follow_once(&reader, &ready, &shutdown).await;
-                    // Its last handle: the client closes off the async workers.
+                    let marks = consumer::Closing::new(marks);
+                    let followed = self.follow_once(&reader, &marks, &ready, &shutdown).await;
+                    // Their last handles: the clients close off the async workers.
                     self.fresh.stopped();
                     drop(reader);
+                    drop(marks);
                     followed
                 }
                 Err(err) => Err(err),
@@ -150,6 +159,7 @@ impl<S: Default + Send + Sync + 'static> View<S> {
     async fn follow_once(
         &self,
         reader: &Arc<rdkafka::consumer::StreamConsumer>,
+        marks_client: &Arc<rdkafka::consumer::StreamConsumer>,
         ready: &watch::Sender<bool>,
         shutdown: &CancellationToken,
     ) -> Result<()> {
@@ -169,7 +179,7 @@ impl<S: Default + Send + Sync + 'static> View<S> {
         }
         reader.assign(&assignment).map_err(Error::from_kafka)?;
         self.fresh.following(
-            reader.clone(),
+            marks_client.clone(),
             marks.iter().map(|(p, (low, _))| (*p, *low)).collect(),
         );
         let mut catch_up = CatchUp::new(targets, |_| 0);
