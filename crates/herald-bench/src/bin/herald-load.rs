@@ -343,7 +343,13 @@ async fn run(args: Args) -> Result<Report> {
             .map(|(_, p)| procs::usage(*p).unwrap_or_default())
             .collect()
     };
+    let own = || {
+        procs::usage(std::process::id())
+            .unwrap_or_default()
+            .cpu_ticks
+    };
     let mut idle = usage_now(&herald);
+    let mut own_idle = own();
     let stop_sampling = Arc::new(tokio::sync::Notify::new());
     let mut pids: Vec<u32> = herald.watched.iter().map(|(_, pid)| *pid).collect();
     let mut sampler = sample_rss(pids.clone(), stop_sampling.clone());
@@ -372,6 +378,7 @@ async fn run(args: Args) -> Result<Report> {
         stop_sampling.notify_one();
         let _ = sampler.await;
         idle = usage_now(&herald);
+        own_idle = own();
         pids = herald.watched.iter().map(|(_, pid)| *pid).collect();
         sampler = sample_rss(pids.clone(), stop_sampling.clone());
         watching = watch(&dog, &herald, &sent, &arrivals, stall);
@@ -386,6 +393,7 @@ async fn run(args: Args) -> Result<Report> {
 
     let herald_metrics = scrape_metrics(&herald.metrics).await;
     let end = usage_now(&herald);
+    let harness_cpu_seconds = own().saturating_sub(own_idle) as f64 / procs::clock_ticks() as f64;
     stop_sampling.notify_one();
     progress.abort();
     watching.abort();
@@ -414,6 +422,7 @@ async fn run(args: Args) -> Result<Report> {
             idle: &idle,
             end: &end,
             sampled: &sampled,
+            harness_cpu_seconds,
             exits: &exits,
         },
     );

@@ -195,6 +195,9 @@ pub struct Report {
     #[serde(skip)]
     pub end_to_end_micros: Vec<u64>,
     pub processes: Vec<Process>,
+    /// CPU seconds of `herald-load` itself (its clients and receiver share the machine with
+    /// Herald and the broker) over the same measurement.
+    pub harness_cpu_seconds: f64,
     /// `herald_*` series scraped from the Herald's `/metrics` at the end of the run.
     pub herald_metrics: std::collections::BTreeMap<String, String>,
     /// The machine's loopback ceiling for the same deliveries (None with `--no-ceiling`).
@@ -307,6 +310,10 @@ impl Report {
                 line(format!("  PANIC {panic}"));
             }
         }
+        line(format!(
+            "harness        herald-load itself (clients, receiver, signature checks) used {:.1} CPU-s",
+            self.harness_cpu_seconds
+        ));
         if !self.herald_metrics.is_empty() {
             line("herald /metrics at the end of the run".into());
             for (name, value) in &self.herald_metrics {

@@ -81,13 +81,13 @@ pub fn markdown(base: &Args, rows: &[RowView<'_>], ceiling: &Ceiling) -> String 
         std::thread::available_parallelism().map_or(0, usize::from),
         ceiling.deliveries_per_s
     );
-    out.push_str("| broker | run | events/s accepted | ingest p50 / p99 ms | deliveries/s | share of ceiling | end-to-end p50 / p99 / p99.9 ms | Herald CPU µs/delivery | broker CPU µs/delivery | peak RSS MiB: dispatcher / Herald / broker | result |\n");
-    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    out.push_str("| broker | run | events/s accepted | ingest p50 / p99 ms | deliveries/s | share of ceiling | end-to-end p50 / p99 / p99.9 ms | Herald CPU µs/delivery | broker CPU µs/delivery | harness CPU µs/delivery | peak RSS MiB: dispatcher / Herald / broker | result |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for row in rows {
         let Some(r) = row.report else {
             let _ = writeln!(
                 out,
-                "| {} | {} | | | | | | | | | could not run: {} |",
+                "| {} | {} | | | | | | | | | | could not run: {} |",
                 broker_name(row.broker),
                 row.scenario,
                 row.error.unwrap_or_default().replace('|', "/")
@@ -102,7 +102,7 @@ pub fn markdown(base: &Args, rows: &[RowView<'_>], ceiling: &Ceiling) -> String 
         };
         let _ = writeln!(
             out,
-            "| {} | {} ({} x {}) | {:.0}{rate} | {:.1} / {:.1} | {:.0}{} | {:.0} % | {:.0} / {:.0} / {:.0} | {} | {} | {:.0} / {:.0} / {:.0} | {} |",
+            "| {} | {} ({} x {}) | {:.0}{rate} | {:.1} / {:.1} | {:.0}{} | {:.0} % | {:.0} / {:.0} / {:.0} | {} | {} | {:.0} | {:.0} / {:.0} / {:.0} | {} |",
             broker_name(row.broker),
             row.scenario,
             r.parameters.events,
@@ -122,6 +122,7 @@ pub fn markdown(base: &Args, rows: &[RowView<'_>], ceiling: &Ceiling) -> String 
             e.p999,
             opt(cpu_us(r, false), 0),
             opt(cpu_us(r, true), 0),
+            r.harness_cpu_seconds * 1e6 / (d.received.max(1) as f64),
             dispatcher_rss(r),
             rss(r, |n| !is_broker(n)),
             rss(r, is_broker),

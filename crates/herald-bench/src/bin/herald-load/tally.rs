@@ -22,6 +22,8 @@ pub struct Measured<'a> {
     pub idle: &'a [procs::Usage],
     pub end: &'a [procs::Usage],
     pub sampled: &'a [u64],
+    /// `herald-load`'s own CPU seconds over the measurement.
+    pub harness_cpu_seconds: f64,
     pub exits: &'a [(u32, String, Vec<String>)],
 }
 
@@ -223,6 +225,7 @@ pub fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         series,
         end_to_end_micros: e2e,
         processes,
+        harness_cpu_seconds: m.harness_cpu_seconds,
         herald_metrics: m.herald_metrics,
         ceiling: None,
         share_of_ceiling: None,
