@@ -159,6 +159,11 @@ pub fn tracked_consumer(
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
         ("fetch.wait.max.ms", "100"),
+        // How much librdkafka prefetches. Its defaults (100,000 records per partition, up to
+        // 64 MiB) held hundreds of MiB in a backlog drain; a few thousand records per
+        // partition keep every delivery slot busy at tens of thousands of deliveries/s.
+        ("queued.min.messages", "5000"),
+        ("queued.max.messages.kbytes", "16384"),
     ] {
         if !config.client.contains_key(key) {
             client.set(key, value);
