@@ -57,6 +57,7 @@ fn task(event: v1::EventEnvelope) -> v1::DeliveryTask {
         attempts: vec![summary(1), summary(2)],
         replay_id: String::new(),
         paced_turn_ms: 0,
+        deferrals: 0,
     }
 }
 

@@ -12,6 +12,10 @@
 
 use std::time::Duration;
 
+/// The longest a task waits in a tier when it is deferred (not attempted) again and again:
+/// how late, at worst, a delivery to an endpoint that stopped hanging is made.
+pub const MAX_DEFERRAL: Duration = Duration::from_secs(300);
+
 /// How retries are spaced. Built once from config and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -119,6 +123,22 @@ impl RetryPolicy {
         Some(delay)
     }
 
+    /// The tier (index into [`tiers`](Self::tiers)) that holds a task deferred for the
+    /// `deferrals`-th time in a row (0: first) without an attempt, because its endpoint had no
+    /// free slot and was failing or stalled. Each deferral in a row waits in the next tier up,
+    /// to the longest no longer than [`MAX_DEFERRAL`] (or the shortest tier if even that one
+    /// is longer): a hanging endpoint's backlog then cycles through the tiers a few times an
+    /// hour instead of every few seconds. The wait is the tier's own delay, so the tier's
+    /// partitions stay in due order.
+    pub fn deferral_tier(&self, deferrals: u32) -> usize {
+        let longest = self
+            .tiers
+            .iter()
+            .rposition(|tier| *tier <= MAX_DEFERRAL)
+            .unwrap_or(0);
+        (deferrals as usize).min(longest)
+    }
+
     /// The tier (index into [`tiers`](Self::tiers)) that holds a task waiting `delay`.
     pub fn tier_for(&self, delay: Duration) -> usize {
         let limit = delay.mul_f64(1.25);
@@ -170,6 +190,31 @@ mod tests {
         assert_eq!(p.next_delay(2, o, Some(secs(1)), 0.9), Some(secs(300)));
         assert_eq!(p.next_delay(2, o, Some(secs(450)), 0.9), Some(secs(450)));
         assert_eq!(p.next_delay(2, o, Some(secs(9_999)), 0.9), Some(secs(600)));
+    }
+
+    #[test]
+    fn deferrals_in_a_row_climb_the_tiers_up_to_five_minutes() {
+        let p = RetryPolicy::production(); // tiers 5s, 60s, 5m, 30m, 2h, 5h, 10h
+        let waits: Vec<_> = (0..6).map(|n| p.tiers()[p.deferral_tier(n)]).collect();
+        assert_eq!(
+            waits,
+            [
+                secs(5),
+                secs(60),
+                secs(300),
+                secs(300),
+                secs(300),
+                secs(300)
+            ]
+        );
+        let short = RetryPolicy::new(vec![secs(1), secs(2)], 0.0, secs(1)).unwrap();
+        assert_eq!(short.tiers()[short.deferral_tier(9)], secs(2));
+        let long = RetryPolicy::new(vec![secs(3_600)], 0.0, secs(600)).unwrap();
+        assert_eq!(
+            long.tiers()[long.deferral_tier(9)],
+            secs(600),
+            "the shortest tier when every tier is longer than the cap"
+        );
     }
 
     #[test]

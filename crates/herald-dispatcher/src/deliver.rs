@@ -177,14 +177,15 @@ impl Deliverer {
             }
         }
         let healthy = self.states.health.is_healthy(&endpoint_id);
-        let Some(permit) = self.slots.acquire(&endpoint_id, healthy).await else {
+        let Some(slot) = self.slots.acquire(&endpoint_id, healthy).await else {
             return self.defer(task).await;
         };
         let mut event = task.event.clone().unwrap_or_default();
         let output = self.attempt(&entry, &mut event).await;
         // The endpoint's slot covers the attempt only, not the bookkeeping after it.
-        drop(permit);
+        drop(slot);
         let attempt = task.next_attempt.max(1);
+        task.deferrals = 0;
         let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
         self.record(task, &event, entry, output, attempt, outcome)
             .await
@@ -210,10 +211,12 @@ impl Deliverer {
         })
     }
 
-    /// The endpoint is at its concurrency limit and failing (or busy for too long): the task
-    /// waits in the shortest tier instead of holding a slot. No attempt is spent.
+    /// The endpoint is at its concurrency limit and failing, stalled or busy for too long:
+    /// the task waits in a tier instead of holding a slot, one tier longer for each deferral
+    /// in a row (see `RetryPolicy::deferral_tier`). No attempt is spent.
     async fn defer(&self, mut task: v1::DeliveryTask) -> Result<(), Abandoned> {
-        let tier = self.policy.tiers()[0];
+        let tier = self.policy.tiers()[self.policy.deferral_tier(task.deferrals)];
+        task.deferrals = task.deferrals.saturating_add(1);
         task.due_at_ms = self.clock.now_ms() + tier.as_millis() as i64;
         metrics::counter!("herald_deliveries_deferred_total").increment(1);
         self.writer.retry(tier, &task).await

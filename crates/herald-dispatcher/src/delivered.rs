@@ -9,7 +9,7 @@
 
 use crate::dedupe::Claims;
 use herald_core::outcome::AttemptOutcome;
-use herald_kafka::consumer::{reader, Closing};
+use herald_kafka::consumer::{lagging_reader, Closing};
 use herald_kafka::view::{high_watermarks, CatchUp};
 use herald_kafka::{Error, KafkaConfig, Result};
 use herald_proto::v1;
@@ -102,7 +102,7 @@ impl Delivered {
         shutdown: &CancellationToken,
     ) -> Result<()> {
         // Closed off the async workers when this returns.
-        let consumer = Closing::new(reader(kafka, "herald-dispatcher-attempts")?);
+        let consumer = Closing::new(lagging_reader(kafka, "herald-dispatcher-attempts")?);
         let topic = kafka.topics().attempts();
         let targets = high_watermarks(&consumer, &topic).await?;
         let since = herald_kafka::now_ms() - window.as_millis() as i64;

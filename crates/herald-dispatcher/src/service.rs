@@ -25,6 +25,9 @@ use tokio_util::task::TaskTracker;
 const DELIVERED_CAPACITY: usize = 500_000;
 /// How long past `attempt_timeout` the transport deadline fires.
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+/// An endpoint none of whose slots freed up for this long (all taken) is not waited for:
+/// it is hanging or far slower than a webhook receiver should be (see `slots`).
+const STALLED_AFTER: Duration = Duration::from_secs(1);
 
 /// What the dispatcher shares with other services in the same process.
 pub struct DispatcherDeps {
@@ -101,6 +104,7 @@ pub async fn run(
         per_endpoint: EndpointLimits {
             concurrency: config.per_endpoint_concurrency,
             permit_wait: config.attempt_timeout,
+            stalled_after: config.attempt_timeout.min(STALLED_AFTER),
         },
         delivered: delivered.clone(),
         health: HealthBook::new(config.health_policy(), config.endpoint_metrics_limit),

@@ -140,6 +140,7 @@ async fn fixture_sized(
         per_endpoint: EndpointLimits {
             concurrency: 2,
             permit_wait: Duration::from_secs(1),
+            stalled_after: Duration::from_secs(1),
         },
         delivered: Delivered::empty(1_000),
         health: HealthBook::new(
@@ -387,4 +388,57 @@ async fn a_task_the_broker_refuses_is_parked_slim_instead_of_retried_forever() {
     assert!(retries.is_empty(), "the refused task is not in the tier");
     let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
     assert_eq!(attempts.len(), 1, "the attempt itself is logged");
+}
+
+#[tokio::test]
+async fn deliveries_to_a_stalled_endpoint_are_deferred_each_time_one_tier_longer() {
+    // Both slots (concurrency 2) hang until the 2 s deadline; nothing frees one meanwhile.
+    let f = fixture(&[Answer::Hang, Answer::Hang], true).await;
+    let topics = f.kafka.topics();
+    let shortest = topics.retry(f.policy.tiers()[0]);
+    let hanging = futures::future::join_all((0..2).map(|_| {
+        f.deliverer
+            .step(Deliverer::first_task(&event(), &f.endpoint.id))
+    }));
+    let deferrals = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Waits until the endpoint counts as stalled (1 s without a freed slot), then defers.
+        let task = Deliverer::first_task(&event(), &f.endpoint.id);
+        f.deliverer.step(task).await.unwrap();
+        let deferred: Vec<v1::DeliveryTask> = records(&f.kafka, &shortest).await;
+        assert_eq!(deferred.len(), 1);
+        assert_eq!(deferred[0].deferrals, 1);
+        assert_eq!(deferred[0].next_attempt, 1, "no attempt was spent");
+        assert_eq!(
+            deferred[0].due_at_ms,
+            f.clock.now_ms() + f.policy.tiers()[0].as_millis() as i64
+        );
+        // Still stalled: deferred again at once, to the next tier up.
+        f.deliverer.step(deferred[0].clone()).await.unwrap();
+        let again: Vec<v1::DeliveryTask> =
+            records(&f.kafka, &topics.retry(f.policy.tiers()[1])).await;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].deferrals, 2);
+        assert_eq!(
+            f.memory.requests.lock().unwrap().len(),
+            2,
+            "only the hanging two"
+        );
+        again[0].clone()
+    };
+    let (hung, again) = tokio::join!(hanging, deferrals);
+    assert!(hung.iter().all(Result::is_ok));
+    // Once the endpoint answers, the deferred delivery is attempted and the count starts over.
+    let mut answered = again;
+    answered.delivery_id = "dlv_answered".into();
+    f.memory
+        .answers
+        .lock()
+        .unwrap()
+        .push_back(Answer::Status(503));
+    f.deliverer.step(answered).await.unwrap();
+    let retried: Vec<v1::DeliveryTask> = records(&f.kafka, &shortest).await;
+    let retried = retried.last().unwrap();
+    assert_eq!(retried.delivery_id, "dlv_answered");
+    assert_eq!((retried.next_attempt, retried.deferrals), (2, 0));
 }

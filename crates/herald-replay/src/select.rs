@@ -184,6 +184,7 @@ pub fn redrive(mut task: v1::DeliveryTask, replay_id: &str, now: i64) -> v1::Del
     task.attempts.clear();
     task.due_at_ms = now;
     task.replay_id = replay_id.to_owned();
+    task.deferrals = 0;
     task
 }
 
@@ -212,9 +213,11 @@ mod tests {
             attempts: vec![failure.clone(); 4],
             replay_id: String::new(),
             paced_turn_ms: 0,
+            deferrals: 3,
         };
         let again = redrive(task.clone(), "rpl_9", 99);
         assert_eq!(again.next_attempt, 1);
+        assert_eq!(again.deferrals, 0);
         assert!(again.attempts.is_empty());
         assert_eq!(again.due_at_ms, 99);
         assert_eq!(again.replay_id, "rpl_9");
