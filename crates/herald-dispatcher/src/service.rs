@@ -55,6 +55,8 @@ pub fn outbound(config: &DispatcherConfig) -> Result<Outbound> {
         connect_timeout: config.connect_timeout,
         excerpt_bytes: config.response_excerpt_bytes,
         dns_servers: config.dns_servers.clone(),
+        // Every attempt both consumers can run at once may keep its connection.
+        max_idle_per_host: 2 * config.max_in_flight,
     })
     .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
     // The HTTP client's own timeout ends an attempt at `attempt_timeout`; the deadline is the

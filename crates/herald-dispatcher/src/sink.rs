@@ -90,6 +90,10 @@ pub struct HttpSettings {
     pub excerpt_bytes: usize,
     /// Resolve with these DNS servers instead of the system resolver (empty: system).
     pub dns_servers: Vec<SocketAddr>,
+    /// Idle connections kept per host (scheme, host, port). Endpoints often share a host (one
+    /// receiving service behind many endpoints); below the attempts they run there at once,
+    /// every burst closes connections and the next opens them again.
+    pub max_idle_per_host: usize,
 }
 
 impl Transport for HttpTransport {
@@ -109,7 +113,7 @@ impl HttpTransport {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(settings.max_idle_per_host)
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
             .dns_resolver(Arc::new(GuardedResolver {
@@ -340,6 +344,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             excerpt_bytes: 64,
             dns_servers: Vec::new(),
+            max_idle_per_host: 8,
         })
         .unwrap();
         // Nothing listens on port 1: the connection is refused at once.
@@ -355,5 +360,65 @@ mod tests {
             assert!(!out.error.contains(secret), "{secret} in {}", out.error);
         }
         assert!(!out.error.is_empty());
+    }
+
+    #[tokio::test]
+    async fn connections_to_a_shared_host_are_reused_up_to_the_idle_limit() {
+        use axum::serve::ListenerExt as _;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = listener.tap_io(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        // Each answer waits a little, so a burst really holds its connections at once.
+        let app = axum::Router::new().route(
+            "/{endpoint}",
+            axum::routing::post(|| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let transport = HttpTransport::new(HttpSettings {
+            allowed: vec![Network::parse("127.0.0.0/8").unwrap()],
+            attempt_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            excerpt_bytes: 64,
+            dns_servers: Vec::new(),
+            max_idle_per_host: 64,
+        })
+        .unwrap();
+        let settings = RequestSettings {
+            user_agent: "test".into(),
+            svix_headers: false,
+        };
+        // Four endpoints on one host, 16 attempts each at once: 64 connections.
+        let requests: Vec<_> = (0..64)
+            .map(|i| {
+                let target = endpoint(&format!("http://{addr}/{}", i % 4));
+                DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings)
+            })
+            .collect();
+        for burst in 0..3 {
+            let outputs =
+                futures::future::join_all(requests.iter().map(|r| transport.send(r))).await;
+            assert!(
+                outputs.iter().all(|o| o.result.is_success()),
+                "burst {burst}"
+            );
+            // Let the last connections go back to the pool.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            64,
+            "the second and third bursts reused the first burst's connections"
+        );
+        server.abort();
     }
 }
