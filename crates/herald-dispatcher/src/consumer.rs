@@ -4,7 +4,7 @@
 
 use crate::deliver::Deliverer;
 use crate::inbound::{self, Inbound};
-use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, Prefetch, TrackedConsumer};
 use herald_kafka::membership::Membership;
 use herald_kafka::tracker::{OffsetTracker, Ticket};
 use herald_kafka::KafkaConfig;
@@ -43,8 +43,13 @@ pub async fn run(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
-    let (consumer, tracker) =
-        tracked_consumer(kafka, membership, "herald-dispatcher", drain_on_revoke)?;
+    let (consumer, tracker) = tracked_consumer(
+        kafka,
+        membership,
+        "herald-dispatcher",
+        drain_on_revoke,
+        Prefetch::STREAM,
+    )?;
     let consumer = Arc::new(consumer);
     herald_kafka::assign::start(
         &consumer,

@@ -7,7 +7,7 @@
 use crate::consumer::complete;
 use crate::deliver::Deliverer;
 use crate::hold::{Held, Holding, Offer, Partition};
-use herald_kafka::consumer::{tracked_consumer, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, Prefetch, TrackedConsumer};
 use herald_kafka::membership::Membership;
 use herald_kafka::tracker::OffsetTracker;
 use herald_kafka::KafkaConfig;
@@ -34,7 +34,13 @@ pub async fn run(
     // No drain on revocation: a retry tier holds tasks that are not due for minutes, and
     // waiting for them would stall the group's rebalance; their next owner holds them again
     // (a delivery running at that moment may be repeated, with the same webhook-id).
-    let (consumer, tracker) = tracked_consumer(kafka, &membership, "herald-retry", Duration::ZERO)?;
+    let (consumer, tracker) = tracked_consumer(
+        kafka,
+        &membership,
+        "herald-retry",
+        Duration::ZERO,
+        Prefetch::PAUSED,
+    )?;
     let topics: Vec<String> = deliverer
         .policy
         .tiers()

@@ -172,4 +172,32 @@ impl KafkaConfig {
         }
         config
     }
+
+    /// Sets on `client` each of `defaults` that `kafka.client` does not set itself: Herald's
+    /// tuning, which the user's overrides win over.
+    pub fn set_defaults<V: AsRef<str>>(&self, client: &mut ClientConfig, defaults: &[(&str, V)]) {
+        for (key, value) in defaults {
+            if !self.client.contains_key(*key) {
+                client.set(*key, value.as_ref());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod defaults_tests {
+    use super::*;
+
+    #[test]
+    fn a_default_gives_way_to_the_users_setting() {
+        let mut config = KafkaConfig::with_brokers("127.0.0.1:9092");
+        config.client.insert("linger.ms".into(), "20".into());
+        let mut client = config.client_config("t");
+        config.set_defaults(
+            &mut client,
+            &[("linger.ms", "2"), ("compression.type", "lz4")],
+        );
+        assert_eq!(client.get("linger.ms"), Some("20"));
+        assert_eq!(client.get("compression.type"), Some("lz4"));
+    }
 }

@@ -125,6 +125,29 @@ fn rebalance_kind(rebalance: &Rebalance<'_>) -> &'static str {
 /// A group member for at-least-once processing.
 pub type TrackedConsumer = StreamConsumer<TrackingContext>;
 
+/// How much librdkafka prefetches per partition ahead of what the consumer took. Its
+/// defaults (100,000 records, up to 64 MiB) held hundreds of MiB in a backlog drain.
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetch {
+    pub records: u32,
+    pub kbytes: u32,
+}
+
+impl Prefetch {
+    /// For a topic read as fast as it is written (the events topic): a few thousand records
+    /// per partition keep every delivery slot busy at tens of thousands of deliveries/s.
+    pub const STREAM: Prefetch = Prefetch {
+        records: 5_000,
+        kbytes: 16_384,
+    };
+    /// For topics whose partitions spend most of their time paused (the retry tiers: the
+    /// head is not due), where whatever was fetched before the pause waits in memory.
+    pub const PAUSED: Prefetch = Prefetch {
+        records: 500,
+        kbytes: 2_048,
+    };
+}
+
 /// Builds a group consumer: `enable.auto.offset.store=false`, auto-commit of stored offsets,
 /// `auto.offset.reset=earliest` (a new group starts from the beginning: nothing is skipped).
 /// These are what at-least-once rests on, so they win over `kafka.client`; the timing
@@ -134,6 +157,7 @@ pub fn tracked_consumer(
     membership: &Membership,
     client_id: &str,
     drain_on_revoke: std::time::Duration,
+    prefetch: Prefetch,
 ) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
     let context = TrackingContext {
         tracker: Arc::default(),
@@ -154,21 +178,17 @@ pub fn tracked_consumer(
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     // Tunable defaults: `kafka.client` may set these (e.g. a longer session timeout).
-    for (key, value) in [
-        ("auto.commit.interval.ms", "500"),
-        ("session.timeout.ms", "10000"),
-        ("heartbeat.interval.ms", "1000"),
-        ("fetch.wait.max.ms", "100"),
-        // How much librdkafka prefetches. Its defaults (100,000 records per partition, up to
-        // 64 MiB) held hundreds of MiB in a backlog drain; a few thousand records per
-        // partition keep every delivery slot busy at tens of thousands of deliveries/s.
-        ("queued.min.messages", "5000"),
-        ("queued.max.messages.kbytes", "16384"),
-    ] {
-        if !config.client.contains_key(key) {
-            client.set(key, value);
-        }
-    }
+    config.set_defaults(
+        &mut client,
+        &[
+            ("auto.commit.interval.ms", "500".to_owned()),
+            ("session.timeout.ms", "10000".to_owned()),
+            ("heartbeat.interval.ms", "1000".to_owned()),
+            ("fetch.wait.max.ms", "100".to_owned()),
+            ("queued.min.messages", prefetch.records.to_string()),
+            ("queued.max.messages.kbytes", prefetch.kbytes.to_string()),
+        ],
+    );
     let consumer = client
         .create_with_context(context)
         .map_err(Error::from_kafka)?;
@@ -218,10 +238,15 @@ pub fn reader(config: &KafkaConfig, client_id: &str) -> Result<StreamConsumer> {
 /// matter (the dispatcher's tail of the attempts topic): the broker answers a fetch once
 /// 256 KiB are there or 500 ms passed, instead of as soon as one record is. At thousands of
 /// records a second an eager follower costs the broker a fetch request every few records.
+/// Its prefetch is bounded like the dispatcher's ([`Prefetch::STREAM`]): when the follower
+/// falls behind (the cores busy delivering a backlog) librdkafka's defaults would buffer up
+/// to 100,000 records per partition.
 pub fn lagging_reader(config: &KafkaConfig, client_id: &str) -> Result<StreamConsumer> {
     reader_config(config, client_id)
         .set("fetch.min.bytes", "262144")
         .set("fetch.wait.max.ms", "500")
+        .set("queued.min.messages", Prefetch::STREAM.records.to_string())
+        .set("queued.max.messages.kbytes", "4096")
         .create()
         .map_err(Error::from_kafka)
 }

@@ -55,11 +55,10 @@ impl Producer {
         stats::enable_statistics(&mut client);
         // Batching and compression are tunable (`kafka.client`): a longer linger trades a
         // few milliseconds of latency for fewer, larger produce requests (benches/README.md).
-        for (key, value) in [("linger.ms", "2"), ("compression.type", "lz4")] {
-            if !config.client.contains_key(key) {
-                client.set(key, value);
-            }
-        }
+        config.set_defaults(
+            &mut client,
+            &[("linger.ms", "2"), ("compression.type", "lz4")],
+        );
         // What at-least-once rests on wins over `kafka.client`.
         let inner: FutureProducer<ProducerStats> = client
             .set("enable.idempotence", "true")
