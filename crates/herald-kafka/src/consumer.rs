@@ -137,12 +137,13 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    /// For a topic read as fast as it is written (the events topic): a few thousand records
-    /// per partition keep every delivery slot busy at tens of thousands of deliveries/s.
+    /// For a topic read as fast as it is written (the events topic). A backlog drain on
+    /// Apache Kafka (single runs): 12,102 deliveries/s with these, 12,532 with 5,000 records /
+    /// 16 MiB / 1 MiB, which cost 32 MiB more RSS.
     pub const STREAM: Prefetch = Prefetch {
-        records: 5_000,
-        kbytes: 16_384,
-        partition_fetch_bytes: 1 << 20,
+        records: 2_000,
+        kbytes: 8_192,
+        partition_fetch_bytes: 512 << 10,
     };
     /// For topics whose partitions spend most of their time paused (the retry tiers: the
     /// head is not due), where whatever was fetched before the pause waits in memory. A heap
