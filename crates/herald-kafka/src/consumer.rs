@@ -125,11 +125,14 @@ fn rebalance_kind(rebalance: &Rebalance<'_>) -> &'static str {
 /// A group member for at-least-once processing.
 pub type TrackedConsumer = StreamConsumer<TrackingContext>;
 
-/// How much librdkafka prefetches per partition ahead of what the consumer took. Its
-/// defaults (100,000 records, up to 64 MiB) held hundreds of MiB in a backlog drain.
+/// How much librdkafka prefetches ahead of what the consumer took. Its defaults (100,000
+/// records per partition, up to 64 MiB) held hundreds of MiB in a backlog drain.
 #[derive(Debug, Clone, Copy)]
 pub struct Prefetch {
+    /// Records per partition librdkafka tries to keep queued (`queued.min.messages`).
     pub records: u32,
+    /// The most the consumer's queue holds, all partitions together
+    /// (`queued.max.messages.kbytes`; it wins over `records`).
     pub kbytes: u32,
     /// The most one fetch brings per partition (compressed); what a fetch brings is kept
     /// decompressed until its last record is consumed, so it overshoots the bounds above.
