@@ -3,8 +3,8 @@
 //!
 //! A healthy endpoint that is merely busy is waited for (bounded by `permit_wait`: it drains
 //! quickly, and waiting keeps order and spares the broker a round trip through a tier); a
-//! failing one is not (its deliveries go to the shortest tier instead of occupying slots
-//! healthy endpoints need). Neither is a *stalled* one: every slot taken and none freed for
+//! failing one is not (its deliveries wait in a retry tier, one tier longer per deferral in a
+//! row, instead of occupying slots healthy endpoints need). Neither is a *stalled* one: every slot taken and none freed for
 //! `stalled_after`. An endpoint that accepts connections and never answers looks healthy
 //! until its first attempts time out; without this, every event's fan-out would wait for it
 //! (holding the event's in-flight slot), and the healthy endpoints would be served at the
