@@ -70,6 +70,33 @@ pub mod serde_human {
     }
 }
 
+/// Serde adapter for `Option<Duration>` fields written as human durations (absent: `None`;
+/// pair it with `#[serde(default, skip_serializing_if = "Option::is_none")]`).
+pub mod serde_human_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Writes `5s`, or nothing.
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => serializer.serialize_str(&super::format(*duration)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads `5s`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| super::parse(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Serde adapter for `Vec<Duration>` fields written as lists of human durations.
 pub mod serde_human_vec {
     use serde::{Deserialize, Deserializer, Serializer};

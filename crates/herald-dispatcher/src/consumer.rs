@@ -48,7 +48,12 @@ pub async fn run(
         membership,
         "herald-dispatcher",
         drain_on_revoke,
-        Prefetch::STREAM,
+        // The one hop on the event path: its fetch wait may be shorter than the others'
+        // (`kafka.events_fetch_wait`, the embedded broker's latency floor).
+        Prefetch {
+            fetch_wait_ms: Some(kafka.events_fetch_wait_ms()),
+            ..Prefetch::STREAM
+        },
     )?;
     let consumer = Arc::new(consumer);
     herald_kafka::assign::start(

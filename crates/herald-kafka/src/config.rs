@@ -1,6 +1,6 @@
 //! Kafka settings shared by every service.
 
-use herald_core::duration::serde_human;
+use herald_core::duration::{serde_human, serde_human_option};
 use herald_core::topics::Topics;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,18 @@ pub struct KafkaConfig {
     /// ingest body limit by [`OUTCOME_OVERHEAD`] (checked at start).
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// How long the dispatcher's fetch of the events topic may wait for records
+    /// (`fetch.wait.max.ms` of that one consumer; unset: 100 ms, or `kafka.client`'s). On
+    /// Apache Kafka it only bounds how often an idle consumer polls: a fetch is answered as
+    /// soon as records arrive. tansu 0.6 holds every fetch this long even when it found
+    /// records at once, so there it is the latency floor of the event path: `herald dev`
+    /// sets 10 ms on its embedded broker.
+    #[serde(
+        default,
+        with = "serde_human_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub events_fetch_wait: Option<Duration>,
     /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, …).
     #[serde(default)]
     pub client: BTreeMap<String, String>,
@@ -73,6 +85,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("attempts_retention", &self.attempts_retention)
             .field("produce_timeout", &self.produce_timeout)
             .field("max_record_bytes", &self.max_record_bytes)
+            .field("events_fetch_wait", &self.events_fetch_wait)
             .field("client", &client)
             .finish()
     }
@@ -111,7 +124,21 @@ impl KafkaConfig {
             attempts_retention: days(7),
             produce_timeout: Duration::from_secs(10),
             max_record_bytes: default_max_record_bytes(),
+            events_fetch_wait: None,
             client: BTreeMap::new(),
+        }
+    }
+
+    /// `fetch.wait.max.ms` of the dispatcher's events consumer: `events_fetch_wait`, else
+    /// `kafka.client`'s, else 100 ms.
+    pub fn events_fetch_wait_ms(&self) -> u32 {
+        match self.events_fetch_wait {
+            Some(wait) => u32::try_from(wait.as_millis()).unwrap_or(u32::MAX),
+            None => self
+                .client
+                .get("fetch.wait.max.ms")
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or(100),
         }
     }
 
@@ -153,6 +180,11 @@ impl KafkaConfig {
         }
         if self.produce_timeout < Duration::from_millis(100) {
             return Err("kafka.produce_timeout: must be at least 100ms".into());
+        }
+        if let Some(wait) = self.events_fetch_wait {
+            if !(Duration::from_millis(1)..=Duration::from_secs(5)).contains(&wait) {
+                return Err("kafka.events_fetch_wait: must be between 1ms and 5s".into());
+            }
         }
         Ok(())
     }
@@ -199,5 +231,21 @@ mod defaults_tests {
         );
         assert_eq!(client.get("linger.ms"), Some("20"));
         assert_eq!(client.get("compression.type"), Some("lz4"));
+    }
+
+    #[test]
+    fn the_events_fetch_wait_is_the_setting_else_the_clients_else_100ms() {
+        let mut config = KafkaConfig::with_brokers("127.0.0.1:9092");
+        assert_eq!(config.events_fetch_wait_ms(), 100);
+        config
+            .client
+            .insert("fetch.wait.max.ms".into(), "250".into());
+        assert_eq!(config.events_fetch_wait_ms(), 250);
+        config.events_fetch_wait = Some(Duration::from_millis(10));
+        assert_eq!(config.events_fetch_wait_ms(), 10);
+        assert!(config.validate().is_ok());
+        config.events_fetch_wait = Some(Duration::ZERO);
+        let err = config.validate().unwrap_err();
+        assert!(err.contains("kafka.events_fetch_wait"), "{err}");
     }
 }

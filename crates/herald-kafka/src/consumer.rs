@@ -137,6 +137,8 @@ pub struct Prefetch {
     /// The most one fetch brings per partition (compressed); what a fetch brings is kept
     /// decompressed until its last record is consumed, so it overshoots the bounds above.
     pub partition_fetch_bytes: u32,
+    /// `fetch.wait.max.ms` when set, over `kafka.client`'s (unset: 100 ms, or `kafka.client`'s).
+    pub fetch_wait_ms: Option<u32>,
 }
 
 impl Prefetch {
@@ -147,6 +149,7 @@ impl Prefetch {
         records: 2_000,
         kbytes: 8_192,
         partition_fetch_bytes: 512 << 10,
+        fetch_wait_ms: None,
     };
     /// For topics whose partitions spend most of their time paused (the retry tiers: the
     /// head is not due), where whatever was fetched before the pause waits in memory. A heap
@@ -157,6 +160,7 @@ impl Prefetch {
         records: 500,
         kbytes: 2_048,
         partition_fetch_bytes: 128 << 10,
+        fetch_wait_ms: None,
     };
 }
 
@@ -205,6 +209,9 @@ pub fn tracked_consumer(
             ),
         ],
     );
+    if let Some(ms) = prefetch.fetch_wait_ms {
+        client.set("fetch.wait.max.ms", ms.to_string());
+    }
     let consumer = client
         .create_with_context(context)
         .map_err(Error::from_kafka)?;
@@ -274,7 +281,30 @@ fn reader_config(config: &KafkaConfig, client_id: &str) -> rdkafka::ClientConfig
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100")
         .set("enable.partition.eof", "false");
+    // A tuning default, so `kafka.client` (and `herald dev` on its embedded broker) may
+    // shorten or lengthen it.
+    config.set_defaults(&mut client, &[("fetch.wait.max.ms", "100")]);
     client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_readers_fetch_wait_gives_way_to_kafka_client() {
+        let mut config = KafkaConfig::with_brokers("127.0.0.1:9092");
+        assert_eq!(
+            reader_config(&config, "t").get("fetch.wait.max.ms"),
+            Some("100")
+        );
+        config
+            .client
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        assert_eq!(
+            reader_config(&config, "t").get("fetch.wait.max.ms"),
+            Some("10")
+        );
+    }
 }

@@ -180,7 +180,7 @@ fn set_path(root: &mut toml::Value, path: &[String], value: toml::Value) -> Resu
     let known = table.contains_key(last)
         || matches!(
             last.as_str(),
-            "bootstrap_key" | "min_insync_replicas" | "previous_master_keys"
+            "bootstrap_key" | "min_insync_replicas" | "previous_master_keys" | "events_fetch_wait"
         );
     if !known {
         return Err(());
@@ -284,6 +284,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("kafka.min_insync_replicas"), "{err}");
+        let config =
+            HeraldConfig::load(None, env(&[("HERALD_KAFKA__EVENTS_FETCH_WAIT", "10ms")])).unwrap();
+        assert_eq!(config.kafka.events_fetch_wait_ms(), 10);
     }
 
     #[test]

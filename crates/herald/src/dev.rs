@@ -9,6 +9,7 @@ use herald_core::apikey::ApiKeyToken;
 use herald_core::ids::KeyId;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::path::Path;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Reads `file`, or writes `make()` to it first. The file holds a secret: it is created
@@ -73,6 +74,7 @@ pub async fn run(mut config: HeraldConfig, args: DevArgs, metrics: PrometheusHan
         None => {
             let broker = broker::start(args.broker_listen, false).await?;
             config.kafka.brokers = broker.addr.to_string();
+            shorten_fetch_wait(&mut config.kafka);
             Some(broker)
         }
     };
@@ -99,9 +101,34 @@ pub async fn run(mut config: HeraldConfig, args: DevArgs, metrics: PrometheusHan
     Ok(())
 }
 
+/// The embedded broker's events fetch wait, unless the config sets one.
+const EMBEDDED_FETCH_WAIT: Duration = Duration::from_millis(10);
+
+/// tansu 0.6 answers a Fetch only once the consumer's whole `fetch.wait.max.ms` has passed,
+/// even when it found records at once (its fetch loop sleeps out the rest of the wait after
+/// every pass). So on the embedded broker that wait is the latency floor of every hop: at
+/// Herald's usual 100 ms, an event waited 100-200 ms for the dispatcher's next fetch. Only
+/// the dispatcher's events consumer gets the shorter wait: tansu pays for every fetch, and
+/// shortening it for every reader (views, retry tiers) cost a third of the throughput.
+/// Apache Kafka answers as soon as records arrive and needs none of this.
+fn shorten_fetch_wait(kafka: &mut herald_kafka::config::KafkaConfig) {
+    kafka.events_fetch_wait.get_or_insert(EMBEDDED_FETCH_WAIT);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_fetch_wait_gives_way_to_the_users() {
+        let mut kafka = herald_kafka::config::KafkaConfig::with_brokers("127.0.0.1:9092");
+        shorten_fetch_wait(&mut kafka);
+        assert_eq!(kafka.events_fetch_wait_ms(), 10);
+        let mut kafka = herald_kafka::config::KafkaConfig::with_brokers("127.0.0.1:9092");
+        kafka.events_fetch_wait = Some(Duration::from_millis(250));
+        shorten_fetch_wait(&mut kafka);
+        assert_eq!(kafka.events_fetch_wait_ms(), 250);
+    }
     use std::os::unix::fs::PermissionsExt as _;
 
     #[test]

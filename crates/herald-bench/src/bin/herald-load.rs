@@ -130,6 +130,7 @@ async fn herald(args: &Args, dir: &std::path::Path) -> Result<Herald> {
     }
     let settings = Settings {
         layout: args.layout,
+        broker: args.broker,
         partitions: args.partitions,
         retry_schedule: args.retry_schedule.clone(),
         attempt_timeout: args.attempt_timeout.clone(),

@@ -189,6 +189,7 @@ pub enum Layout {
 /// What the spawned processes are told.
 pub struct Settings {
     pub layout: Layout,
+    pub broker: Broker,
     pub partitions: u32,
     pub retry_schedule: String,
     pub attempt_timeout: String,
@@ -262,6 +263,14 @@ pub async fn start(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if settings.broker == Broker::Embedded {
+        // What `herald dev` sets on its own embedded broker (dev.rs, `shorten_fetch_wait`):
+        // here Herald is told the broker's address with `--kafka`, so it cannot know.
+        env.push((
+            "HERALD_KAFKA__EVENTS_FETCH_WAIT".to_owned(),
+            "10ms".to_owned(),
+        ));
+    }
     let mut procs = vec![broker];
     let mut dispatcher_metrics = None;
     let ingest = match settings.layout {
