@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Delivered ids remembered from the attempts log (about 80 bytes each).
+/// Delivered ids remembered from the attempts log (about 27 bytes each: `dedupe`).
 const DELIVERED_CAPACITY: usize = 500_000;
 /// How long past `attempt_timeout` the transport deadline fires.
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
