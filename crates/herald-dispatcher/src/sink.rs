@@ -137,7 +137,21 @@ impl HttpTransport {
     async fn post(&self, request: &DeliveryRequest) -> AttemptOutput {
         let started_at_ms = request.started_at_ms;
         let started = Instant::now();
-        if let Some(refusal) = self.literal_address_refusal(&request.url) {
+        // Parsed once: reqwest takes the `Url` as it is (a `&str` would be parsed again).
+        let url = match reqwest::Url::parse(&request.url) {
+            Ok(url) => url,
+            Err(err) => {
+                return output(
+                    AttemptResult::Connection,
+                    started_at_ms,
+                    started,
+                    0,
+                    format!("invalid endpoint URL: {err}"),
+                    Vec::new(),
+                )
+            }
+        };
+        if let Some(refusal) = self.literal_address_refusal(&url) {
             return output(
                 AttemptResult::Forbidden,
                 started_at_ms,
@@ -147,7 +161,7 @@ impl HttpTransport {
                 Vec::new(),
             );
         }
-        let mut post = self.client.post(&request.url).timeout(self.timeout);
+        let mut post = self.client.post(url).timeout(self.timeout);
         for (name, value) in &request.headers {
             post = post.header(*name, value);
         }
@@ -212,9 +226,8 @@ impl HttpTransport {
         output(result, started_at_ms, started, status, error, excerpt)
     }
 
-    fn literal_address_refusal(&self, url: &str) -> Option<String> {
-        let host = reqwest::Url::parse(url).ok()?.host()?.to_owned();
-        let ip: std::net::IpAddr = match host {
+    fn literal_address_refusal(&self, url: &reqwest::Url) -> Option<String> {
+        let ip: std::net::IpAddr = match url.host()? {
             url::Host::Ipv4(v4) => v4.into(),
             url::Host::Ipv6(v6) => v6.into(),
             url::Host::Domain(_) => return None,
@@ -360,6 +373,40 @@ mod tests {
             assert!(!out.error.contains(secret), "{secret} in {}", out.error);
         }
         assert!(!out.error.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_or_a_forbidden_literal_address_is_refused_without_a_connection() {
+        let transport = HttpTransport::new(HttpSettings {
+            allowed: Vec::new(),
+            attempt_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            excerpt_bytes: 64,
+            dns_servers: Vec::new(),
+            max_idle_per_host: 8,
+        })
+        .unwrap();
+        let settings = RequestSettings {
+            user_agent: "test".into(),
+            svix_headers: false,
+        };
+        let send = |url: &str| {
+            let request =
+                DeliveryRequest::signed(&endpoint(url), "msg_1", "{}".into(), 1_000, &settings);
+            let transport = transport.clone();
+            async move { transport.send(&request).await }
+        };
+        let bad = send("http://[::1/hook?token=t0ps3cret").await;
+        assert_eq!(bad.result, AttemptResult::Connection);
+        assert!(
+            bad.error.starts_with("invalid endpoint URL"),
+            "{}",
+            bad.error
+        );
+        assert!(!bad.error.contains("t0ps3cret"), "{}", bad.error);
+        let private = send("http://10.0.0.7:8080/hook").await;
+        assert_eq!(private.result, AttemptResult::Forbidden);
+        assert_eq!(private.error, "destination 10.0.0.7 is not allowed");
     }
 
     #[tokio::test]
