@@ -349,17 +349,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_attempt_error_never_carries_the_url_query_or_user_info() {
-        let transport = HttpTransport::new(HttpSettings {
-            allowed: vec![Network::parse("127.0.0.0/8").unwrap()],
+    /// A transport with 5 s timeouts, 64-byte excerpts and 8 idle connections per host.
+    fn small_transport(allowed: Vec<Network>) -> HttpTransport {
+        HttpTransport::new(HttpSettings {
+            allowed,
             attempt_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             excerpt_bytes: 64,
             dns_servers: Vec::new(),
             max_idle_per_host: 8,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_attempt_error_never_carries_the_url_query_or_user_info() {
+        let transport = small_transport(vec![Network::parse("127.0.0.0/8").unwrap()]);
         // Nothing listens on port 1: the connection is refused at once.
         let target = endpoint("http://alice:pa55word@127.0.0.1:1/hook?token=t0ps3cret");
         let settings = RequestSettings {
@@ -377,15 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_or_a_forbidden_literal_address_is_refused_without_a_connection() {
-        let transport = HttpTransport::new(HttpSettings {
-            allowed: Vec::new(),
-            attempt_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(5),
-            excerpt_bytes: 64,
-            dns_servers: Vec::new(),
-            max_idle_per_host: 8,
-        })
-        .unwrap();
+        let transport = small_transport(Vec::new());
         let settings = RequestSettings {
             user_agent: "test".into(),
             svix_headers: false,
