@@ -282,8 +282,7 @@ fn reader_config(config: &KafkaConfig, client_id: &str) -> rdkafka::ClientConfig
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    // A tuning default, so `kafka.client` (and `herald dev` on its embedded broker) may
-    // shorten or lengthen it.
+    // A tuning default, so `kafka.client` may shorten or lengthen it.
     config.set_defaults(&mut client, &[("fetch.wait.max.ms", "100")]);
     client
 }
