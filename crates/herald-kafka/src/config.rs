@@ -105,6 +105,9 @@ fn is_secret_property(key: &str) -> bool {
 /// first and last failure and 32 attempt summaries of at most 512 bytes of error each.
 pub const OUTCOME_OVERHEAD: usize = 64 << 10;
 
+/// `fetch.wait.max.ms` of Herald's consumers unless `kafka.client` sets one.
+pub const DEFAULT_FETCH_WAIT_MS: u32 = 100;
+
 fn default_max_record_bytes() -> usize {
     2 << 20
 }
@@ -138,7 +141,7 @@ impl KafkaConfig {
                 .client
                 .get("fetch.wait.max.ms")
                 .and_then(|ms| ms.parse().ok())
-                .unwrap_or(100),
+                .unwrap_or(DEFAULT_FETCH_WAIT_MS),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Consumers for the at-least-once recipe: offsets are stored by hand only after an outcome is
 //! durable, auto-commit commits what was stored, and a rebalance resets the offset tracker.
 
+use crate::config::DEFAULT_FETCH_WAIT_MS;
 use crate::membership::Membership;
 use crate::stats;
 use crate::tracker::OffsetTracker;
@@ -200,7 +201,7 @@ pub fn tracked_consumer(
             ("auto.commit.interval.ms", "500".to_owned()),
             ("session.timeout.ms", "10000".to_owned()),
             ("heartbeat.interval.ms", "1000".to_owned()),
-            ("fetch.wait.max.ms", "100".to_owned()),
+            ("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS.to_string()),
             ("queued.min.messages", prefetch.records.to_string()),
             ("queued.max.messages.kbytes", prefetch.kbytes.to_string()),
             (
@@ -283,7 +284,10 @@ fn reader_config(config: &KafkaConfig, client_id: &str) -> rdkafka::ClientConfig
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     // A tuning default, so `kafka.client` may shorten or lengthen it.
-    config.set_defaults(&mut client, &[("fetch.wait.max.ms", "100")]);
+    config.set_defaults(
+        &mut client,
+        &[("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS.to_string())],
+    );
     client
 }
 
