@@ -51,9 +51,30 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             &E2E_SECONDS,
         )?
         .install_recorder()?;
+    spawn_upkeep(handle.clone());
     describe();
     herald_kafka::metrics::zero();
     Ok(handle)
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample (attempt, produce and end-to-end latency, a few
+/// per delivery) in a buffer until something folds them into the buckets, and without an
+/// HTTP exporter of its own only a scrape did: a dispatcher nobody scraped grew by about
+/// 17 MB per 300,000 deliveries (heaptrack, benches/README.md). A thread does it on a fixed
+/// period instead, outside the async runtime, for as long as the process lives.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "Cannot start the metrics upkeep thread; histograms are folded only when scraped.");
+    }
 }
 
 fn describe() {
