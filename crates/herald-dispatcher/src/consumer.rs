@@ -138,7 +138,10 @@ pub(crate) async fn fan_out(deliverer: &Deliverer, envelope: v1::EventEnvelope) 
         .iter()
         .map(|endpoint| Deliverer::first_task(&envelope, &endpoint.id))
         .filter(|task| deliverer.claim(task))
-        .map(|task| deliverer.step(task));
+        // Boxed, so each step's state (several KiB: the request, its signature, the outcome
+        // produce) is freed as soon as that step is done, not when the event's slowest
+        // subscriber is, and the fan-out's own list holds pointers only.
+        .map(|task| Box::pin(deliverer.step(task)));
     futures::future::join_all(steps)
         .await
         .iter()
