@@ -30,11 +30,19 @@ struct Scenario {
     production_tiers: bool,
 }
 
-/// Herald's default `dispatcher.retry_schedule` (`RetryPolicy::production` in herald-core).
-/// (b) and (e) run with it: with the harness's 200 ms tiers the hanging endpoint's backlog
-/// comes back 25 times as often as it would in production (deferrals climb 5 s, 60 s, 5 min),
-/// so (e) would measure the test schedule's churn rather than the product.
-const PRODUCTION_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+/// Herald's default `dispatcher.retry_schedule`, as the `--retry-schedule` text
+/// (`5s,5m,30m,2h,5h,10h,10h`). (b) and (e) run with it: with the harness's 200 ms tiers the
+/// hanging endpoint's backlog comes back 25 times as often as it would in production, so (e)
+/// would measure the test schedule's churn rather than the product.
+fn production_schedule() -> String {
+    let steps = herald_core::retry::RetryPolicy::production();
+    let steps: Vec<String> = steps
+        .steps()
+        .iter()
+        .map(|step| herald_core::duration::format(*step))
+        .collect();
+    steps.join(",")
+}
 
 const STANDARD: Scenario = Scenario {
     name: "",
@@ -152,7 +160,7 @@ fn run_args(base: &Args, broker: Broker, s: &Scenario, saturation: Option<f64>) 
     args.rate = 0.0;
     args.chart = None;
     if s.production_tiers {
-        args.retry_schedule = PRODUCTION_SCHEDULE.to_owned();
+        args.retry_schedule = production_schedule();
     }
     if let (Some(share), Some(saturation)) = (s.offered, saturation) {
         args.rate = (share * saturation).max(1.0);
@@ -245,4 +253,12 @@ fn rows_view(rows: &[Row]) -> Vec<RowView<'_>> {
             error: r.error.as_deref(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_production_schedule_is_herald_cores_default_as_the_flag_spells_it() {
+        assert_eq!(super::production_schedule(), "5s,5m,30m,2h,5h,10h,10h");
+    }
 }
