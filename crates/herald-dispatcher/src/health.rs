@@ -18,9 +18,53 @@ struct Tracked {
     seen: (u64, i64),
 }
 
+/// The tracked endpoints and how many of them are not healthy (kept as they change, so an
+/// attempt does not count them all).
+#[derive(Default)]
+struct Book {
+    tracked: HashMap<EndpointId, Tracked>,
+    failing: usize,
+}
+
+impl Book {
+    /// Starts tracking an endpoint unless it is tracked already; true if it was not.
+    fn track(&mut self, endpoint: &EndpointId, new: impl FnOnce() -> Tracked) -> bool {
+        if self.tracked.contains_key(endpoint) {
+            return false;
+        }
+        let tracked = new();
+        if !tracked.health.is_healthy() {
+            self.failing += 1;
+        }
+        self.tracked.insert(endpoint.clone(), tracked);
+        true
+    }
+
+    /// Runs `change` on a tracked endpoint and keeps `failing` right. Returns what `change`
+    /// returned and whether the health (healthy or not, consecutive failures) moved; `None`
+    /// when the endpoint is not tracked.
+    fn change<R>(
+        &mut self,
+        endpoint: &EndpointId,
+        change: impl FnOnce(&mut Tracked) -> R,
+    ) -> Option<(R, bool)> {
+        let tracked = self.tracked.get_mut(endpoint)?;
+        let gauges = |t: &Tracked| (t.health.is_healthy(), t.health.consecutive_failures);
+        let before = gauges(tracked);
+        let result = change(tracked);
+        let after = gauges(tracked);
+        match (before.0, after.0) {
+            (true, false) => self.failing += 1,
+            (false, true) => self.failing -= 1,
+            _ => {}
+        }
+        Some((result, before != after))
+    }
+}
+
 /// Health of every endpoint this dispatcher delivered to.
 pub struct HealthBook {
-    book: Mutex<HashMap<EndpointId, Tracked>>,
+    book: Mutex<Book>,
     labelled: Mutex<HashSet<EndpointId>>,
     label_limit: usize,
     policy: HealthPolicy,
@@ -30,7 +74,7 @@ impl HealthBook {
     /// `label_limit`: endpoints that get their own metric series (others share `other`).
     pub fn new(policy: HealthPolicy, label_limit: usize) -> Self {
         Self {
-            book: Mutex::new(HashMap::new()),
+            book: Mutex::new(Book::default()),
             labelled: Mutex::new(HashSet::new()),
             label_limit,
             policy,
@@ -42,10 +86,15 @@ impl HealthBook {
     /// (disable it) is then stale: the next attempt decides again.
     pub fn adopt_if_changed(&self, state: &Entry) -> bool {
         let mut book = self.book.lock().expect("health lock");
-        match book.get_mut(&state.endpoint.id) {
-            Some(tracked) => adopt_if_changed(tracked, state),
-            None => false,
+        let Some((adopted, moved)) = book.change(&state.endpoint.id, |tracked| {
+            adopt_if_changed(tracked, state)
+        }) else {
+            return false;
+        };
+        if moved {
+            self.publish(&book, &state.endpoint.id);
         }
+        adopted
     }
 
     /// Records an attempt on `state`, the endpoint as the view has it now: its persisted
@@ -62,20 +111,23 @@ impl HealthBook {
         let endpoint = &state.endpoint.id;
         let identity = (state.version, state.endpoint.updated_at);
         let mut book = self.book.lock().expect("health lock");
-        let tracked = book.entry(endpoint.clone()).or_insert_with(|| Tracked {
+        let new = book.track(endpoint, || Tracked {
             health: Health::resumed(state.endpoint.failing_since),
             seen: identity,
         });
-        adopt_if_changed(tracked, state);
-        let health = &mut tracked.health;
-        let transition = health.record(success, now, error, &self.policy);
-        let label = self.label(endpoint);
-        metrics::gauge!("herald_endpoint_consecutive_failures", "endpoint_id" => label.clone())
-            .set(f64::from(health.consecutive_failures));
-        metrics::gauge!("herald_endpoint_healthy", "endpoint_id" => label.clone())
-            .set(if health.is_healthy() { 1.0 } else { 0.0 });
+        let (transition, moved) = book
+            .change(endpoint, |tracked| {
+                adopt_if_changed(tracked, state);
+                tracked.health.record(success, now, error, &self.policy)
+            })
+            .unwrap_or((Transition::None, false));
+        // The gauges are set when the health moves: a healthy endpoint's attempts (nearly
+        // all of them) cost no metric lookups here.
+        if new || moved {
+            self.publish(&book, endpoint);
+        }
         if !success {
-            metrics::counter!("herald_endpoint_failed_attempts_total", "endpoint_id" => label, "class" => class.to_owned())
+            metrics::counter!("herald_endpoint_failed_attempts_total", "endpoint_id" => self.label(endpoint), "class" => class.to_owned())
                 .increment(1);
         }
         let kind = match transition {
@@ -87,9 +139,30 @@ impl HealthBook {
         if let Some(kind) = kind {
             metrics::counter!("herald_endpoint_transitions_total", "kind" => kind).increment(1);
         }
-        let failing = book.values().filter(|t| !t.health.is_healthy()).count();
-        metrics::gauge!("herald_endpoints", "state" => "failing").set(failing as f64);
         transition
+    }
+
+    /// Sets the endpoint's health gauges and the count of failing endpoints.
+    fn publish(&self, book: &Book, endpoint: &EndpointId) {
+        let Some(tracked) = book.tracked.get(endpoint) else {
+            return;
+        };
+        let label = self.label(endpoint);
+        metrics::gauge!("herald_endpoint_consecutive_failures", "endpoint_id" => label.clone())
+            .set(f64::from(tracked.health.consecutive_failures));
+        metrics::gauge!("herald_endpoint_healthy", "endpoint_id" => label).set(
+            if tracked.health.is_healthy() {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        metrics::gauge!("herald_endpoints", "state" => "failing").set(book.failing as f64);
+    }
+
+    /// How many tracked endpoints are not healthy.
+    pub fn failing(&self) -> usize {
+        self.book.lock().expect("health lock").failing
     }
 
     /// Whether the endpoint is healthy (true until this process saw it fail).
@@ -97,6 +170,7 @@ impl HealthBook {
         self.book
             .lock()
             .expect("health lock")
+            .tracked
             .get(endpoint)
             .is_none_or(|t| t.health.is_healthy())
     }
@@ -106,6 +180,7 @@ impl HealthBook {
         self.book
             .lock()
             .expect("health lock")
+            .tracked
             .get(endpoint)
             .map(|t| t.health.clone())
     }
@@ -114,7 +189,7 @@ impl HealthBook {
     /// someone else's change.
     pub fn wrote(&self, state: &Entry) {
         let mut book = self.book.lock().expect("health lock");
-        if let Some(tracked) = book.get_mut(&state.endpoint.id) {
+        if let Some(tracked) = book.tracked.get_mut(&state.endpoint.id) {
             tracked.seen = (state.version, state.endpoint.updated_at);
         }
     }
@@ -181,6 +256,41 @@ mod tests {
             "beyond the label limit"
         );
         assert_eq!(book.label(&a.endpoint.id), a.endpoint.id.to_string());
+    }
+
+    #[test]
+    fn the_failing_count_follows_failures_recoveries_and_adopted_state() {
+        let policy = HealthPolicy {
+            failing_after: 1,
+            disable_after_ms: 1_000_000,
+        };
+        let book = HealthBook::new(policy, 10);
+        let (a, b) = (entry(1, 1, 0, None), entry(2, 1, 0, Some(5)));
+        book.record(&a, true, "2xx", "", 10);
+        assert_eq!(book.failing(), 0);
+        book.record(&b, true, "2xx", "", 10);
+        assert_eq!(book.failing(), 0, "b was failing when seeded and recovered");
+        book.record(&a, false, "5xx", "500", 11);
+        book.record(&a, false, "5xx", "500", 12);
+        book.record(&b, false, "timeout", "t", 13);
+        assert_eq!(book.failing(), 2, "each endpoint counted once");
+        // An admin re-enabled a (a newer version without failing_since).
+        let mut reenabled = (*a.endpoint).clone();
+        reenabled.updated_at = 20;
+        reenabled.failing_since = None;
+        let reenabled = Entry {
+            version: 2,
+            endpoint: Arc::new(reenabled),
+        };
+        assert!(book.adopt_if_changed(&reenabled));
+        assert_eq!(book.failing(), 1);
+        assert!(
+            !book.adopt_if_changed(&entry(3, 1, 0, Some(1))),
+            "untracked"
+        );
+        assert_eq!(book.failing(), 1);
+        book.record(&entry(4, 1, 0, Some(1)), false, "5xx", "500", 14);
+        assert_eq!(book.failing(), 2, "seeded failing");
     }
 
     #[test]

@@ -79,6 +79,31 @@ pub struct HttpTransport {
     allowed: Arc<Vec<Network>>,
     timeout: Duration,
     excerpt_bytes: usize,
+    urls: Arc<ParsedUrls>,
+}
+
+/// The most endpoint URLs kept parsed; past it the cache starts again empty.
+const PARSED_URLS: usize = 4_096;
+
+/// Endpoint URLs as parsed, by their text. An endpoint's URL rarely changes, and parsing it
+/// for every attempt (its host through IDNA processing) was 4 % of a dispatcher's CPU at
+/// saturation (benches/README.md, session 14). A URL that does not parse is not kept.
+#[derive(Default)]
+struct ParsedUrls(std::sync::RwLock<std::collections::HashMap<String, reqwest::Url>>);
+
+impl ParsedUrls {
+    fn get(&self, text: &str) -> Result<reqwest::Url, url::ParseError> {
+        if let Some(url) = self.0.read().expect("urls lock").get(text) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(text)?;
+        let mut urls = self.0.write().expect("urls lock");
+        if urls.len() >= PARSED_URLS {
+            urls.clear();
+        }
+        urls.insert(text.to_owned(), url.clone());
+        Ok(url)
+    }
 }
 
 /// What the HTTP transport needs from config.
@@ -130,6 +155,7 @@ impl HttpTransport {
             allowed,
             timeout: settings.attempt_timeout,
             excerpt_bytes: settings.excerpt_bytes,
+            urls: Arc::default(),
         })
     }
 
@@ -137,8 +163,8 @@ impl HttpTransport {
     async fn post(&self, request: &DeliveryRequest) -> AttemptOutput {
         let started_at_ms = request.started_at_ms;
         let started = Instant::now();
-        // Parsed once: reqwest takes the `Url` as it is (a `&str` would be parsed again).
-        let url = match reqwest::Url::parse(&request.url) {
+        // Parsed once per URL: reqwest takes the `Url` as it is (a `&str` is parsed again).
+        let url = match self.urls.get(&request.url) {
             Ok(url) => url,
             Err(err) => {
                 return output(
@@ -161,11 +187,25 @@ impl HttpTransport {
                 Vec::new(),
             );
         }
-        let mut post = self.client.post(url).timeout(self.timeout);
-        for (name, value) in &request.headers {
-            post = post.header(*name, value);
-        }
-        match post.body(request.body.clone()).send().await {
+        let headers = match header_map(&request.headers) {
+            Ok(headers) => headers,
+            Err(err) => {
+                return output(
+                    AttemptResult::Connection,
+                    started_at_ms,
+                    started,
+                    0,
+                    err,
+                    Vec::new(),
+                )
+            }
+        };
+        // Built whole rather than through `RequestBuilder`, whose every step re-validates.
+        let mut post = reqwest::Request::new(reqwest::Method::POST, url);
+        *post.headers_mut() = headers;
+        *post.timeout_mut() = Some(self.timeout);
+        *post.body_mut() = Some(request.body.clone().into());
+        match self.client.execute(post).await {
             Ok(response) => self.read_response(response, started_at_ms, started).await,
             Err(err) => {
                 let result = if is_forbidden(&err) {
@@ -234,6 +274,30 @@ impl HttpTransport {
         };
         (!ssrf::is_allowed(ip, &self.allowed)).then(|| format!("destination {ip} is not allowed"))
     }
+}
+
+/// The request's headers. Their names are Herald's own constants, taken as they are (no
+/// copy) when they are plain lower-case tokens; a value can be refused (a user agent from
+/// config with a control character).
+fn header_map(headers: &[(&'static str, String)]) -> Result<reqwest::header::HeaderMap, String> {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut map = reqwest::header::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let name = if plain {
+            HeaderName::from_static(name)
+        } else {
+            HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("header {name:?}: not a valid header name"))?
+        };
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("header {name}: not a valid header value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 fn output(
@@ -360,6 +424,44 @@ mod tests {
             max_idle_per_host: 8,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn headers_are_taken_as_they_are_and_a_bad_one_is_an_error_not_a_panic() {
+        let value = |v: &str| v.to_owned();
+        let map = header_map(&[
+            ("content-type", value("application/json")),
+            ("webhook-id", value("msg_1")),
+            ("svix-signature", value("v1,abc")),
+            ("X-Odd", value("ok")),
+        ])
+        .unwrap();
+        assert_eq!(map["webhook-id"], "msg_1");
+        assert_eq!(
+            map["x-odd"], "ok",
+            "a non-lower-case name is still accepted"
+        );
+        let bad_value = header_map(&[("user-agent", value("bad\nagent"))]).unwrap_err();
+        assert!(bad_value.contains("user-agent"), "{bad_value}");
+        let bad_name = header_map(&[("bad name", value("v"))]).unwrap_err();
+        assert!(bad_name.contains("bad name"), "{bad_name}");
+    }
+
+    #[test]
+    fn a_parsed_url_is_kept_and_a_bad_one_is_not() {
+        let urls = ParsedUrls::default();
+        let a = urls.get("http://127.0.0.1:9/hook?x=1").unwrap();
+        assert_eq!(
+            a,
+            reqwest::Url::parse("http://127.0.0.1:9/hook?x=1").unwrap()
+        );
+        assert_eq!(urls.get("http://127.0.0.1:9/hook?x=1").unwrap(), a);
+        assert!(urls.get("http://[::1/hook").is_err());
+        assert_eq!(urls.0.read().unwrap().len(), 1, "only the good URL is kept");
+        for i in 0..PARSED_URLS + 1 {
+            urls.get(&format!("http://h{i}.example/")).unwrap();
+        }
+        assert!(urls.0.read().unwrap().len() <= PARSED_URLS, "bounded");
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! load generator's own HTTP clients post the same deliveries Herald would (same payload
 //! size, signed per Standard Webhooks, `concurrency` keep-alive connections) straight to a
 //! receiver of the same code, which verifies every signature. Nothing Herald does can be
-//! faster than this on the machine; its figures are reported as a share of it.
+//! faster than this on the machine; its figures are reported as a share of it. The CPU the
+//! process spends meanwhile (clients, receiver and signing on both sides, one process) is the
+//! machine's cost of one signed HTTP round trip, the reference for Herald's CPU per delivery.
 
 use crate::receiver::{self, Arrivals};
 use crate::report::{Ceiling, Distribution};
@@ -35,6 +37,7 @@ pub async fn measure(
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let secrets = Arc::new(secrets);
     let began = Instant::now();
+    let cpu_before = own_cpu_seconds();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (client, next, latencies, secrets) = (
@@ -78,6 +81,7 @@ pub async fn measure(
         worker.await??;
     }
     let seconds = began.elapsed().as_secs_f64();
+    let cpu_seconds = (own_cpu_seconds() - cpu_before).max(0.0);
     let received = arrivals.unique.load(Ordering::Relaxed);
     let bad = arrivals.bad_signatures.load(Ordering::Relaxed);
     if received != total || bad != 0 {
@@ -89,5 +93,24 @@ pub async fn measure(
         seconds,
         deliveries_per_s: total as f64 / seconds,
         request_latency_ms: Distribution::of(latencies, 0.001),
+        cpu_us_per_delivery: cpu_seconds * 1e6 / total.max(1) as f64,
+    })
+}
+
+/// CPU seconds this process's threads have run: the sum of each thread's run time in
+/// `/proc/self/task/*/schedstat` (nanoseconds, so a short smoke run still measures), or
+/// `/proc/self/stat`'s clock ticks where schedstat is missing.
+fn own_cpu_seconds() -> f64 {
+    let from_schedstat = || -> Option<f64> {
+        let mut nanos = 0u64;
+        for task in std::fs::read_dir("/proc/self/task").ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+            nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(nanos as f64 / 1e9)
+    };
+    from_schedstat().unwrap_or_else(|| {
+        let ticks = crate::procs::usage(std::process::id()).map_or(0, |u| u.cpu_ticks);
+        ticks as f64 / crate::procs::clock_ticks() as f64
     })
 }

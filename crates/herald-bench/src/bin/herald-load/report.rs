@@ -164,6 +164,9 @@ pub struct Ceiling {
     pub deliveries_per_s: f64,
     /// One POST, sent to answered.
     pub request_latency_ms: Distribution,
+    /// CPU µs of `herald-load` per delivery during the ceiling run: sending, signing,
+    /// receiving and verifying, both ends of the round trip together.
+    pub cpu_us_per_delivery: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -296,8 +299,8 @@ impl Report {
         ));
         if let (Some(c), Some(share)) = (&self.ceiling, self.share_of_ceiling) {
             line(format!(
-                "ceiling        {} signed deliveries posted straight to the receiver in {:.2} s = {:.0}/s (request {}); Herald delivered {:.1} % of that",
-                c.deliveries, c.seconds, c.deliveries_per_s, c.request_latency_ms.line("ms"), share * 100.0
+                "ceiling        {} signed deliveries posted straight to the receiver in {:.2} s = {:.0}/s (request {}), {:.0} CPU µs per round trip (both ends); Herald delivered {:.1} % of that",
+                c.deliveries, c.seconds, c.deliveries_per_s, c.request_latency_ms.line("ms"), c.cpu_us_per_delivery, share * 100.0
             ));
         }
         for proc in &self.processes {

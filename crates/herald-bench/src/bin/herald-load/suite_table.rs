@@ -75,11 +75,12 @@ pub fn markdown(base: &Args, rows: &[RowView<'_>], ceiling: &Ceiling) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Command: `{}`\n\nHerald binary: `{}`; {} CPUs. Loopback ceiling (the same signed 1 KiB deliveries posted straight to the receiver by 16 keep-alive clients): **{:.0} deliveries/s**.\n",
+        "Command: `{}`\n\nHerald binary: `{}`; {} CPUs. Loopback ceiling (the same signed 1 KiB deliveries posted straight to the receiver by 16 keep-alive clients): **{:.0} deliveries/s**, at {:.0} µs of CPU per round trip (client, receiver and signatures, both ends in one process: the machine's cost of the HTTP part of a delivery).\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         base.herald_bin().display(),
         std::thread::available_parallelism().map_or(0, usize::from),
-        ceiling.deliveries_per_s
+        ceiling.deliveries_per_s,
+        ceiling.cpu_us_per_delivery
     );
     out.push_str("| broker | run | events/s accepted | ingest p50 / p99 ms | deliveries/s | share of ceiling | end-to-end p50 / p99 / p99.9 ms | Herald CPU µs/delivery | broker CPU µs/delivery | harness CPU µs/delivery | peak RSS MiB: dispatcher / Herald / broker | result |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
