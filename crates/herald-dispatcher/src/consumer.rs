@@ -4,7 +4,7 @@
 
 use crate::deliver::Deliverer;
 use crate::inbound::{self, Inbound};
-use herald_kafka::consumer::{tracked_consumer, Prefetch, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, Drain, Prefetch, TrackedConsumer};
 use herald_kafka::membership::Membership;
 use herald_kafka::tracker::{OffsetTracker, Ticket};
 use herald_kafka::KafkaConfig;
@@ -47,7 +47,7 @@ pub async fn run(
         kafka,
         membership,
         "herald-dispatcher",
-        drain_on_revoke,
+        Drain::in_flight(drain_on_revoke),
         // The one hop on the event path: its fetch wait may be shorter than the others'
         // (`kafka.events_fetch_wait`, the embedded broker's latency floor).
         Prefetch {

@@ -7,7 +7,7 @@
 use crate::consumer::complete;
 use crate::deliver::Deliverer;
 use crate::hold::{Held, Holding, Offer, Partition};
-use herald_kafka::consumer::{tracked_consumer, Prefetch, TrackedConsumer};
+use herald_kafka::consumer::{tracked_consumer, Drain, Prefetch, TrackedConsumer};
 use herald_kafka::membership::Membership;
 use herald_kafka::tracker::OffsetTracker;
 use herald_kafka::KafkaConfig;
@@ -26,19 +26,21 @@ pub async fn run(
     kafka: &KafkaConfig,
     membership: &Membership,
     max_in_flight: usize,
+    drain_on_revoke: Duration,
     deliverer: Arc<Deliverer>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> herald_kafka::Result<Arc<TrackedConsumer>> {
     let membership = membership.sibling("retry");
-    // No drain on revocation: a retry tier holds tasks that are not due for minutes, and
-    // waiting for them would stall the group's rebalance; their next owner holds them again
-    // (a delivery running at that moment may be repeated, with the same webhook-id).
+    // A revocation waits for the deliveries running, not for the tasks held until they are
+    // due (minutes away: waiting for them would stall the group's rebalance). The commit
+    // then lands on the first held task, which the next owner holds again; nothing this
+    // member delivered is delivered again by it.
     let (consumer, tracker) = tracked_consumer(
         kafka,
         &membership,
         "herald-retry",
-        Duration::ZERO,
+        Drain::started(drain_on_revoke),
         Prefetch::PAUSED,
     )?;
     let topics: Vec<String> = deliverer
@@ -239,6 +241,11 @@ impl RetryLoop {
             _ = shutdown.cancelled() => return false,
             permit = self.slots.clone().acquire_owned() => permit.expect("semaphore open"),
         };
+        // Running from here on: a revocation waits for it (see `Drain::started`).
+        self.tracker
+            .lock()
+            .expect("tracker lock")
+            .start(&held.ticket);
         let deliverer = self.deliverer.clone();
         let consumer = self.consumer.clone();
         let tracker = self.tracker.clone();

@@ -161,14 +161,15 @@ pub async fn run(
     }
     let tasks = TaskTracker::new();
     tracing::info!(group = %config.group, "Dispatcher consuming.");
+    // A delivery in flight may wait for its endpoint's slot, then attempt, then write its
+    // outcome: what a revocation waits for at most.
+    let drain_on_revoke = config.attempt_timeout * 2 + Duration::from_secs(5);
     let (events, retries) = tokio::join!(
         consumer::run(
             &deps.kafka,
             &membership,
             config.max_in_flight,
-            // A delivery in flight may wait for its endpoint's slot, then attempt, then
-            // write its outcome.
-            config.attempt_timeout * 2 + Duration::from_secs(5),
+            drain_on_revoke,
             deliverer.clone(),
             &tasks,
             consume.clone()
@@ -177,6 +178,7 @@ pub async fn run(
             &deps.kafka,
             &membership,
             config.max_in_flight,
+            drain_on_revoke,
             deliverer,
             &tasks,
             consume.clone()

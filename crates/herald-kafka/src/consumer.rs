@@ -24,9 +24,39 @@ pub struct TrackingContext {
     pub tracker: Arc<Mutex<OffsetTracker>>,
     /// The consumer group (label of `herald_kafka_consumer_lag`).
     pub group: String,
-    /// How long a revocation waits for work in flight on the revoked partitions to finish
-    /// (and its offsets to be committed) before the partitions move; zero: not at all.
-    pub drain_on_revoke: std::time::Duration,
+    /// What a revocation waits for on the revoked partitions before they move.
+    pub drain: Drain,
+}
+
+/// What a revocation waits for before the revoked partitions move to another member: the
+/// work in flight on them to finish (its outcomes written, its offsets stored), then a
+/// commit of what was stored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drain {
+    /// At most this long; zero: no wait and no commit.
+    pub wait: std::time::Duration,
+    /// Wait only for records marked started ([`OffsetTracker::start`]): the retry consumer
+    /// begins records it merely holds until they are due, minutes later, and waiting for
+    /// those would stall the group. Otherwise every begun record counts.
+    pub started_only: bool,
+}
+
+impl Drain {
+    /// Every begun record, at most `wait`.
+    pub fn in_flight(wait: std::time::Duration) -> Self {
+        Self {
+            wait,
+            started_only: false,
+        }
+    }
+
+    /// Started records only, at most `wait`.
+    pub fn started(wait: std::time::Duration) -> Self {
+        Self {
+            wait,
+            started_only: true,
+        }
+    }
 }
 
 impl ClientContext for TrackingContext {
@@ -80,13 +110,16 @@ impl TrackingContext {
     }
 
     /// Before partitions move to another member: lets the work in flight on them finish
-    /// (its outcomes written, its offsets stored), at most `drain_on_revoke`, then commits
+    /// (its outcomes written, its offsets stored), at most the drain's wait, then commits
     /// what was stored. Without this, the new owner re-reads from the last commit and
-    /// delivers everything in flight here a second time: a join or a clean leave would cause
-    /// duplicates that only a crash should. Runs on the thread polling the consumer, so no
-    /// new record is begun meanwhile.
+    /// delivers everything in flight here, and whatever finished since the last auto-commit,
+    /// a second time: a join or a clean leave would cause duplicates that only a crash
+    /// should. Runs on the thread polling the consumer, so no new record is begun meanwhile;
+    /// on a multi-thread runtime that thread's other tasks move to another worker while it
+    /// waits (two consumers draining at once must not hold both workers of a 2-core machine
+    /// while the work they wait for needs one).
     fn drain(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
-        if self.drain_on_revoke.is_zero() {
+        if self.drain.wait.is_zero() {
             return;
         }
         let revoked: Vec<(String, i32)> = revoked
@@ -95,15 +128,20 @@ impl TrackingContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         let pending = || {
-            self.tracker
-                .lock()
-                .expect("tracker lock")
-                .in_flight_where(|t, p| revoked.iter().any(|(rt, rp)| rt == t && *rp == p))
+            let tracker = self.tracker.lock().expect("tracker lock");
+            let wanted = |t: &str, p: i32| revoked.iter().any(|(rt, rp)| rt == t && *rp == p);
+            if self.drain.started_only {
+                tracker.started_where(wanted)
+            } else {
+                tracker.in_flight_where(wanted)
+            }
         };
         let started = std::time::Instant::now();
-        while pending() > 0 && started.elapsed() < self.drain_on_revoke {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        off_the_workers(|| {
+            while pending() > 0 && started.elapsed() < self.drain.wait {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
         let left = pending();
         if left > 0 {
             tracing::warn!(group = %self.group, in_flight = left, "Partitions revoked with work still in flight; it will be delivered again by their next owner.");
@@ -112,6 +150,19 @@ impl TrackingContext {
             tracing::debug!(group = %self.group, error = %err, "Commit before revocation had nothing to commit or failed.");
         }
         tracing::info!(group = %self.group, waited_ms = started.elapsed().as_millis() as u64, "Drained revoked partitions.");
+    }
+}
+
+/// Runs the blocking `wait` so that, on a multi-thread runtime, the tasks queued on this
+/// worker go on elsewhere meanwhile; elsewhere (a current-thread runtime, a plain thread)
+/// it simply runs.
+fn off_the_workers(wait: impl FnOnce()) {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
     }
 }
 
@@ -173,13 +224,13 @@ pub fn tracked_consumer(
     config: &KafkaConfig,
     membership: &Membership,
     client_id: &str,
-    drain_on_revoke: std::time::Duration,
+    drain: Drain,
     prefetch: Prefetch,
 ) -> Result<(TrackedConsumer, Arc<Mutex<OffsetTracker>>)> {
     let context = TrackingContext {
         tracker: Arc::default(),
         group: membership.group.clone(),
-        drain_on_revoke,
+        drain,
     };
     let tracker = context.tracker.clone();
     let mut client = config.client_config(client_id);

@@ -4,14 +4,18 @@
 //! Records are `begin`-ed in the order the consumer hands them out and `complete`-d in any
 //! order. The position to store is always the lowest offset still in flight, or one past the
 //! highest offset seen when nothing is in flight. A new assignment of the partition starts a
-//! new generation; completions from an older generation are ignored.
+//! new generation; completions from an older generation are ignored. A begun record may also
+//! be marked started: its work is running (the retry consumer begins records it only holds
+//! until they are due, and a revocation waits for the started ones only).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The tracker of one partition.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionTracker {
     in_flight: BTreeSet<i64>,
+    /// The begun records whose work is running (a subset of `in_flight`).
+    started: HashSet<i64>,
     highest_seen: Option<i64>,
     stored: Option<i64>,
 }
@@ -31,6 +35,7 @@ impl PartitionTracker {
         if !self.in_flight.remove(&offset) {
             return None;
         }
+        self.started.remove(&offset);
         let position = self.position()?;
         if self.stored.is_some_and(|stored| stored >= position) {
             return None;
@@ -50,6 +55,18 @@ impl PartitionTracker {
     /// Records still in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Marks the begun record at `offset` as running; a record not in flight is ignored.
+    pub fn start(&mut self, offset: i64) {
+        if self.in_flight.contains(&offset) {
+            self.started.insert(offset);
+        }
+    }
+
+    /// Records in flight whose work is running.
+    pub fn started(&self) -> usize {
+        self.started.len()
     }
 }
 
@@ -103,6 +120,19 @@ impl OffsetTracker {
         tracker.complete(ticket.offset)
     }
 
+    /// Marks a begun record as running (see [`PartitionTracker::start`]); a ticket of an
+    /// older generation is ignored.
+    pub fn start(&mut self, ticket: &Ticket) {
+        if let Some((generation, tracker)) = self
+            .partitions
+            .get_mut(&(ticket.topic.clone(), ticket.partition))
+        {
+            if *generation == ticket.generation {
+                tracker.start(ticket.offset);
+            }
+        }
+    }
+
     /// Increases at every reset (rebalance): state tied to an assignment compares it.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -119,6 +149,15 @@ impl OffsetTracker {
             .iter()
             .filter(|((topic, partition), _)| wanted(topic, *partition))
             .map(|(_, (_, t))| t.in_flight())
+            .sum()
+    }
+
+    /// Records in flight and started in the partitions `wanted` accepts.
+    pub fn started_where(&self, wanted: impl Fn(&str, i32) -> bool) -> usize {
+        self.partitions
+            .iter()
+            .filter(|((topic, partition), _)| wanted(topic, *partition))
+            .map(|(_, (_, t))| t.started())
             .sum()
     }
 }
@@ -140,6 +179,37 @@ mod tests {
         t.complete(&a);
         assert_eq!(t.in_flight_where(|topic, p| topic == "events" && p == 0), 1);
         assert_eq!(t.in_flight(), 3);
+    }
+
+    #[test]
+    fn only_started_records_count_as_started_and_completion_clears_them() {
+        let mut t = OffsetTracker::default();
+        let held = t.begin("retry", 0, 3);
+        let running = t.begin("retry", 0, 4);
+        let other = t.begin("retry", 1, 8);
+        t.start(&running);
+        t.start(&other);
+        let revoked = |topic: &str, p: i32| topic == "retry" && p == 0;
+        assert_eq!(t.in_flight_where(revoked), 2);
+        assert_eq!(
+            t.started_where(revoked),
+            1,
+            "the held record is not running"
+        );
+        assert_eq!(t.complete(&running), None, "the held one is still lower");
+        assert_eq!(t.started_where(revoked), 0);
+        assert_eq!(t.in_flight_where(revoked), 1);
+        let old = held.clone();
+        t.reset();
+        t.start(&old);
+        assert_eq!(
+            t.started_where(|_, _| true),
+            0,
+            "an old ticket starts nothing"
+        );
+        let mut p = PartitionTracker::default();
+        p.start(1);
+        assert_eq!(p.started(), 0, "a record not begun cannot start");
     }
 
     #[test]
