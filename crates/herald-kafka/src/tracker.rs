@@ -145,19 +145,23 @@ impl OffsetTracker {
 
     /// Records in flight in the partitions `wanted` accepts.
     pub fn in_flight_where(&self, wanted: impl Fn(&str, i32) -> bool) -> usize {
-        self.partitions
-            .iter()
-            .filter(|((topic, partition), _)| wanted(topic, *partition))
-            .map(|(_, (_, t))| t.in_flight())
-            .sum()
+        self.sum_where(wanted, PartitionTracker::in_flight)
     }
 
     /// Records in flight and started in the partitions `wanted` accepts.
     pub fn started_where(&self, wanted: impl Fn(&str, i32) -> bool) -> usize {
+        self.sum_where(wanted, PartitionTracker::started)
+    }
+
+    fn sum_where(
+        &self,
+        wanted: impl Fn(&str, i32) -> bool,
+        count: impl Fn(&PartitionTracker) -> usize,
+    ) -> usize {
         self.partitions
             .iter()
             .filter(|((topic, partition), _)| wanted(topic, *partition))
-            .map(|(_, (_, t))| t.started())
+            .map(|(_, (_, t))| count(t))
             .sum()
     }
 }
