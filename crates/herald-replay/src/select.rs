@@ -178,13 +178,17 @@ impl Selector {
 
 /// A dead delivery with a fresh attempt budget: attempt 1, due now, the attempt list cleared
 /// (it stays in the attempts topic), the first and last failure kept as a note of why it died,
-/// the same delivery id and event (so the same `webhook-id`), and the replay id set.
+/// the same delivery id and event (so the same `webhook-id`), and the replay id set. A rate
+/// limit turn the task had reserved before it died (parked while it waited for it) is long
+/// past: it is dropped, so the redriven delivery takes a fresh turn instead of passing the
+/// endpoint's rate limit as already paced.
 pub fn redrive(mut task: v1::DeliveryTask, replay_id: &str, now: i64) -> v1::DeliveryTask {
     task.next_attempt = 1;
     task.attempts.clear();
     task.due_at_ms = now;
     task.replay_id = replay_id.to_owned();
     task.deferrals = 0;
+    task.paced_turn_ms = 0;
     task
 }
 
@@ -212,12 +216,16 @@ mod tests {
             last_failure: Some(failure.clone()),
             attempts: vec![failure.clone(); 4],
             replay_id: String::new(),
-            paced_turn_ms: 0,
+            paced_turn_ms: 7,
             deferrals: 3,
         };
         let again = redrive(task.clone(), "rpl_9", 99);
         assert_eq!(again.next_attempt, 1);
         assert_eq!(again.deferrals, 0);
+        assert_eq!(
+            again.paced_turn_ms, 0,
+            "a stale rate-limit turn is not kept"
+        );
         assert!(again.attempts.is_empty());
         assert_eq!(again.due_at_ms, 99);
         assert_eq!(again.replay_id, "rpl_9");
