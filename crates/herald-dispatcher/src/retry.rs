@@ -34,8 +34,8 @@ pub async fn run(
     let membership = membership.sibling("retry");
     // A revocation waits for the deliveries running, not for the tasks held until they are
     // due (minutes away: waiting for them would stall the group's rebalance). The commit
-    // then lands on the first held task, which the next owner holds again; nothing this
-    // member delivered is delivered again by it.
+    // then lands on the first held task, which the next owner holds again; what this member
+    // delivered is not delivered again there (unless the drain's wait ran out).
     let (consumer, tracker) = tracked_consumer(
         kafka,
         &membership,
