@@ -203,9 +203,8 @@ mod tests {
         assert_eq!(t.complete(&running), None, "the held one is still lower");
         assert_eq!(t.started_where(revoked), 0);
         assert_eq!(t.in_flight_where(revoked), 1);
-        let old = held.clone();
         t.reset();
-        t.start(&old);
+        t.start(&held);
         assert_eq!(
             t.started_where(|_, _| true),
             0,
