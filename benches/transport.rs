@@ -22,7 +22,7 @@ mod common;
 struct Instant204;
 
 impl Transport for Instant204 {
-    fn send<'a>(&'a self, request: &'a DeliveryRequest) -> BoxFuture<'a, AttemptOutput> {
+    fn send(&self, request: DeliveryRequest) -> BoxFuture<'_, AttemptOutput> {
         Box::pin(async move {
             AttemptOutput {
                 result: AttemptResult::Response {
@@ -49,10 +49,7 @@ fn fixture() -> (Endpoint, bytes::Bytes, RequestSettings) {
     let mut payload = br#"{"sku":"A-1","pad":""#.to_vec();
     payload.resize(1_022, b'x');
     payload.extend_from_slice(br#""}"#);
-    let settings = RequestSettings {
-        user_agent: "Herald-Webhooks/1".into(),
-        svix_headers: false,
-    };
+    let settings = RequestSettings::new("Herald-Webhooks/1", false).unwrap();
     (endpoint, payload.into(), settings)
 }
 

@@ -23,7 +23,7 @@ fn envelope() -> v1::EventEnvelope {
         ordering_key: id.clone(),
         id,
         event_type: "stock.moved".into(),
-        payload,
+        payload: payload.into(),
         tenant: "acme".into(),
         accepted_at_ms: NOW_MS,
         idempotency_key: "order-42-created".into(),

@@ -111,7 +111,9 @@ fn deliver_through_restarts(flavor: Flavor, name: &str, signal: &str) -> (usize,
     assert_eq!(stack.stop_dispatcher("TERM"), Some(0));
     // Everything was delivered and the last stop drained: the group's committed offsets
     // reached the end of the events topic (a restart would re-read nothing).
-    let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX).events();
+    let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX)
+        .events()
+        .to_owned();
     assert_committed_to_end(&stack.brokers(), "herald-dispatcher", &events);
     (successes.len(), duplicates)
 }

@@ -28,7 +28,9 @@ fn records_written_straight_to_kafka_are_delivered_and_bad_ones_parked() {
     let envelope = |i: usize| v1::EventEnvelope {
         id: herald_core::ids::EventId::generate(now + i as i64).to_string(),
         event_type: "stock.moved".into(),
-        payload: format!(r#"{{"sku":"K-{i}","via":"kcat"}}"#).into_bytes(),
+        payload: format!(r#"{{"sku":"K-{i}","via":"kcat"}}"#)
+            .into_bytes()
+            .into(),
         source: "kcat".into(),
         // accepted_at_ms left out: the record's timestamp stands in.
         ..Default::default()
@@ -36,7 +38,7 @@ fn records_written_straight_to_kafka_are_delivered_and_bad_ones_parked() {
     let mut bad_id = envelope(900);
     bad_id.id = "order-17".into();
     let mut bad_payload = envelope(901);
-    bad_payload.payload = b"not json".to_vec();
+    bad_payload.payload = b"not json".to_vec().into();
     let garbage = b"\xde\xad\xbe\xef definitely not protobuf".to_vec();
     let bad: Vec<Vec<u8>> = vec![garbage, bad_id.encode_to_vec(), bad_payload.encode_to_vec()];
     let valid: Vec<v1::EventEnvelope> = (0..VALID).map(envelope).collect();

@@ -179,7 +179,9 @@ fn dispatchers_share_partitions_and_survive_a_kill_a_join_and_a_leave() {
         "a partition went {worst} ms without deliveries: not owned again within {bound:?}"
     );
     assert_eq!(stack.stop_dispatcher("TERM"), Some(0));
-    let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX).events();
+    let events = herald_core::topics::Topics::new(herald_core::topics::DEFAULT_PREFIX)
+        .events()
+        .to_owned();
     assert_committed_to_end(&stack.brokers(), "herald-dispatcher", &events);
 }
 

@@ -10,13 +10,19 @@ pub const DEFAULT_PREFIX: &str = "herald.";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     prefix: String,
+    /// The two names used for every record (each event in, each attempt out), made once.
+    events: String,
+    attempts: String,
 }
 
 impl Topics {
     /// Topics under `prefix` (for example `herald.` or `staging.herald.`).
     pub fn new(prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
         Self {
-            prefix: prefix.into(),
+            events: format!("{prefix}events.v1"),
+            attempts: format!("{prefix}attempts.v1"),
+            prefix,
         }
     }
 
@@ -26,8 +32,8 @@ impl Topics {
     }
 
     /// Accepted events (`EventEnvelope`).
-    pub fn events(&self) -> String {
-        format!("{}events.v1", self.prefix)
+    pub fn events(&self) -> &str {
+        &self.events
     }
 
     /// The retry tier that holds tasks waiting `delay` (`DeliveryTask`).
@@ -45,8 +51,8 @@ impl Topics {
     }
 
     /// Every attempt: the delivery log (`AttemptRecord`).
-    pub fn attempts(&self) -> String {
-        format!("{}attempts.v1", self.prefix)
+    pub fn attempts(&self) -> &str {
+        &self.attempts
     }
 
     /// Endpoint state, compacted (`EndpointState`).

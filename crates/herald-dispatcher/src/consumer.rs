@@ -60,7 +60,7 @@ pub async fn run(
         &consumer,
         &membership.group,
         membership.assignment,
-        &[kafka.topics().events()],
+        &[kafka.topics().events().to_owned()],
         &shutdown,
     )
     .await?;
@@ -98,8 +98,11 @@ pub async fn run(
         let envelope = match inbound::read(message.payload().unwrap_or_default(), timestamp) {
             Inbound::Event(envelope) => envelope,
             Inbound::Undecodable(error) => {
-                let letter =
-                    inbound::dead_letter(&message, error, deliverer.writer.topics.attempts());
+                let letter = inbound::dead_letter(
+                    &message,
+                    error,
+                    deliverer.writer.topics.attempts().to_owned(),
+                );
                 let (writer, consumer, tracker) =
                     (deliverer.writer.clone(), consumer.clone(), tracker.clone());
                 tasks.spawn(async move {

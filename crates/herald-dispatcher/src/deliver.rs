@@ -62,6 +62,7 @@ pub struct Deliverer {
     pub states: EndpointStates,
     pub clock: SharedClock,
     claimed: Mutex<crate::dedupe::Claims>,
+    hot: crate::metrics::Hot,
 }
 
 impl Deliverer {
@@ -83,6 +84,7 @@ impl Deliverer {
             delivered: parts.delivered,
             clock: parts.clock,
             claimed: Mutex::new(crate::dedupe::Claims::with_capacity(DEDUPE_CAPACITY)),
+            hot: crate::metrics::Hot::register(),
         }
     }
 
@@ -90,11 +92,11 @@ impl Deliverer {
     pub fn first_task(event: &v1::EventEnvelope, endpoint_id: &EndpointId) -> v1::DeliveryTask {
         let event_id = herald_core::ids::EventId::parse(&event.id).ok();
         let delivery_id = event_id
-            .map(|e| DeliveryId::for_delivery(&e, endpoint_id).to_string())
+            .map(|e| String::from(DeliveryId::for_delivery(&e, endpoint_id)))
             .unwrap_or_default();
         v1::DeliveryTask {
             event: Some(event.clone()),
-            endpoint_id: endpoint_id.to_string(),
+            endpoint_id: endpoint_id.as_str().to_owned(),
             delivery_id,
             next_attempt: 1,
             due_at_ms: 0,
@@ -180,15 +182,13 @@ impl Deliverer {
         let Some(slot) = self.slots.acquire(&endpoint_id, healthy).await else {
             return self.defer(task).await;
         };
-        let mut event = task.event.clone().unwrap_or_default();
-        let output = self.attempt(&entry, &mut event).await;
+        let output = self.attempt(&entry, event_of(&task)).await;
         // The endpoint's slot covers the attempt only, not the bookkeeping after it.
         drop(slot);
         let attempt = task.next_attempt.max(1);
         task.deferrals = 0;
         let outcome = classify(&output.result, attempt, &self.policy, rand::random::<f64>());
-        self.record(task, &event, entry, output, attempt, outcome)
-            .await
+        self.record(task, entry, output, attempt, outcome).await
     }
 
     /// What to do with `task` before any attempt: skip it (already delivered), park it (its
@@ -233,21 +233,23 @@ impl Deliverer {
         self.writer.retry(tier, &task).await
     }
 
-    /// One signed attempt of `event` (its payload moves into the request) to `entry`.
-    async fn attempt(&self, entry: &Entry, event: &mut v1::EventEnvelope) -> AttemptOutput {
+    /// One signed attempt of `event` to `entry` (the request shares the event's payload).
+    async fn attempt(&self, entry: &Entry, event: &v1::EventEnvelope) -> AttemptOutput {
         let payload = crate::payload::body(
             entry.endpoint.payload_format,
             &event.event_type,
             event.accepted_at_ms,
-            std::mem::take(&mut event.payload),
+            event.payload.clone(),
         );
-        metrics::gauge!("herald_deliveries_in_flight").increment(1.0);
+        self.hot.in_flight.increment(1.0);
         let output = self
             .outbound
             .attempt(&entry.endpoint, &event.id, payload, self.clock.now_ms())
             .await;
-        metrics::gauge!("herald_deliveries_in_flight").decrement(1.0);
-        metrics::histogram!("herald_delivery_attempt_seconds").record(output.latency.as_secs_f64());
+        self.hot.in_flight.decrement(1.0);
+        self.hot
+            .attempt_seconds
+            .record(output.latency.as_secs_f64());
         output
     }
 
@@ -256,7 +258,6 @@ impl Deliverer {
     async fn record(
         &self,
         mut task: v1::DeliveryTask,
-        event: &v1::EventEnvelope,
         entry: Entry,
         output: AttemptOutput,
         attempt: u32,
@@ -269,16 +270,10 @@ impl Deliverer {
                 .increment(1);
         }
         if !success {
-            tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, attempt, class = output.result.class(), status = output.status, error = %output.error, "Attempt failed.");
+            tracing::debug!(event_id = %event_of(&task).id, endpoint_id = %task.endpoint_id, attempt, class = output.result.class(), status = output.status, error = %output.error, "Attempt failed.");
         }
         self.writer
-            .attempt(&attempt_record(
-                &task,
-                event,
-                &summary,
-                &outcome,
-                output.excerpt,
-            ))
+            .attempt(&attempt_record(&task, &summary, &outcome, output.excerpt))
             .await?;
         // The endpoint as the view has it now (it may have changed during the attempt).
         let current = self.endpoints.get(&entry.endpoint.id).unwrap_or(entry);
@@ -300,26 +295,22 @@ impl Deliverer {
         if task.attempts.len() > MAX_SUMMARIES {
             task.attempts.remove(0);
         }
-        self.route(task, outcome, event).await
+        self.route(task, outcome).await
     }
 
-    async fn route(
-        &self,
-        mut task: v1::DeliveryTask,
-        outcome: Outcome,
-        event: &v1::EventEnvelope,
-    ) -> Result<(), Abandoned> {
+    async fn route(&self, mut task: v1::DeliveryTask, outcome: Outcome) -> Result<(), Abandoned> {
         match outcome {
             Outcome::Delivered => {
+                let event = event_of(&task);
                 self.delivered.insert(&task.delivery_id);
-                metrics::counter!("herald_deliveries_total", "outcome" => "delivered").increment(1);
+                self.hot.delivered.increment(1);
                 let e2e = (self.clock.now_ms() - event.accepted_at_ms).max(0) as f64 / 1_000.0;
-                metrics::histogram!("herald_delivery_e2e_seconds").record(e2e);
+                self.hot.e2e_seconds.record(e2e);
                 tracing::debug!(event_id = %event.id, endpoint_id = %task.endpoint_id, "Delivery succeeded.");
                 Ok(())
             }
             Outcome::Retry { after } => {
-                metrics::counter!("herald_deliveries_total", "outcome" => "retry").increment(1);
+                self.hot.retried.increment(1);
                 task.next_attempt += 1;
                 task.due_at_ms = self.clock.now_ms() + after.as_millis() as i64;
                 let tier = self.policy.tiers()[self.policy.tier_for(after)];
@@ -329,7 +320,7 @@ impl Deliverer {
                 reason,
                 disable_endpoint,
             } => {
-                metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
+                self.hot.dead.increment(1);
                 if disable_endpoint {
                     if let Ok(id) = EndpointId::parse(&task.endpoint_id) {
                         self.states
@@ -349,7 +340,7 @@ impl Deliverer {
         task: v1::DeliveryTask,
         reason: DeadReason,
     ) -> Result<(), Abandoned> {
-        metrics::counter!("herald_deliveries_total", "outcome" => "dead").increment(1);
+        self.hot.dead.increment(1);
         tracing::debug!(delivery_id = %task.delivery_id, endpoint_id = %task.endpoint_id, reason = reason.as_str(), "Delivery parked without an attempt.");
         self.park(task, reason).await
     }
@@ -376,13 +367,21 @@ pub(crate) fn summarize(output: &AttemptOutput, attempt: u32) -> v1::AttemptSumm
     }
 }
 
+/// The event a task delivers; a task that lost it (written by hand, say) delivers an empty
+/// one rather than panicking the step.
+fn event_of(task: &v1::DeliveryTask) -> &v1::EventEnvelope {
+    static NONE: std::sync::LazyLock<v1::EventEnvelope> =
+        std::sync::LazyLock::new(v1::EventEnvelope::default);
+    task.event.as_ref().unwrap_or(&NONE)
+}
+
 fn attempt_record(
     task: &v1::DeliveryTask,
-    event: &v1::EventEnvelope,
     summary: &v1::AttemptSummary,
     outcome: &Outcome,
     excerpt: Vec<u8>,
 ) -> v1::AttemptRecord {
+    let event = event_of(task);
     v1::AttemptRecord {
         delivery_id: task.delivery_id.clone(),
         event_id: event.id.clone(),

@@ -103,7 +103,7 @@ impl Delivered {
     ) -> Result<()> {
         // Closed off the async workers when this returns.
         let consumer = Closing::new(lagging_reader(kafka, "herald-dispatcher-attempts")?);
-        let topic = kafka.topics().attempts();
+        let topic = kafka.topics().attempts().to_owned();
         let targets = high_watermarks(&consumer, &topic).await?;
         let since = herald_kafka::now_ms() - window.as_millis() as i64;
         let assignment = start_offsets(&consumer, &topic, &targets, since).await?;

@@ -88,7 +88,7 @@ mod tests {
         v1::EventEnvelope {
             id: EventId::generate_with(1_700_000_000_000, 7).to_string(),
             event_type: "stock.moved".into(),
-            payload: br#"{"sku":"A-1"}"#.to_vec(),
+            payload: br#"{"sku":"A-1"}"#.to_vec().into(),
             accepted_at_ms: 1_700_000_000_000,
             ..Default::default()
         }
@@ -131,7 +131,7 @@ mod tests {
         e.event_type = "has spaces".into();
         assert!(problem(read(&e.encode_to_vec(), None)).contains("event type"));
         let mut e = envelope();
-        e.payload = b"not json".to_vec();
+        e.payload = bytes::Bytes::from_static(b"not json");
         assert!(problem(read(&e.encode_to_vec(), None)).contains("not JSON"));
         assert!(problem(read(&[], None)).contains("invalid id"));
     }

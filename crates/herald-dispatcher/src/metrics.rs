@@ -87,6 +87,35 @@ pub fn describe() {
     );
 }
 
+/// The handles of the metrics every delivery touches, looked up once. Each
+/// `metrics::counter!` finds its key in the registry and allocates a new handle, and these
+/// ran about six times per delivery (benches/README.md, session 15). Built after the
+/// recorder is installed (a handle made before it goes nowhere).
+pub(crate) struct Hot {
+    pub in_flight: metrics::Gauge,
+    pub attempt_seconds: metrics::Histogram,
+    pub e2e_seconds: metrics::Histogram,
+    pub delivered: metrics::Counter,
+    pub retried: metrics::Counter,
+    pub dead: metrics::Counter,
+}
+
+impl Hot {
+    /// The handles, from the installed recorder.
+    pub fn register() -> Self {
+        let outcome =
+            |name: &'static str| metrics::counter!("herald_deliveries_total", "outcome" => name);
+        Self {
+            in_flight: metrics::gauge!("herald_deliveries_in_flight"),
+            attempt_seconds: metrics::histogram!("herald_delivery_attempt_seconds"),
+            e2e_seconds: metrics::histogram!("herald_delivery_e2e_seconds"),
+            delivered: outcome("delivered"),
+            retried: outcome("retry"),
+            dead: outcome("dead"),
+        }
+    }
+}
+
 /// Starts the counters with fixed label sets at 0.
 pub fn zero() {
     for outcome in AttemptOutcome::ALL.map(AttemptOutcome::as_str) {

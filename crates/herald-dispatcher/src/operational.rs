@@ -58,7 +58,7 @@ impl Operational {
         let envelope = v1::EventEnvelope {
             id: EventId::from_idempotency_key(report.tenant, &key).to_string(),
             event_type: report.kind.to_owned(),
-            payload: serde_json::to_vec(&report.data).unwrap_or_default(),
+            payload: serde_json::to_vec(&report.data).unwrap_or_default().into(),
             tenant: report.tenant.to_owned(),
             ordering_key: report.about.to_owned(),
             accepted_at_ms: self.writer.clock.now_ms(),
@@ -67,7 +67,7 @@ impl Operational {
         };
         self.writer
             .durable_send(
-                &self.writer.topics.events(),
+                self.writer.topics.events(),
                 envelope.ordering_key.as_bytes(),
                 &envelope.encode_to_vec(),
             )

@@ -10,10 +10,10 @@ pub fn body(
     format: PayloadFormat,
     event_type: &str,
     accepted_at_ms: i64,
-    payload: Vec<u8>,
+    payload: bytes::Bytes,
 ) -> bytes::Bytes {
     match format {
-        PayloadFormat::Raw => payload.into(),
+        PayloadFormat::Raw => payload,
         PayloadFormat::Standard => {
             let timestamp = chrono::DateTime::from_timestamp_millis(accepted_at_ms)
                 .unwrap_or_default()
@@ -37,7 +37,7 @@ mod tests {
 
     #[test]
     fn raw_is_the_payload_and_standard_wraps_it_unchanged() {
-        let payload = br#"{"sku": "A-1",  "qty":3}"#.to_vec();
+        let payload = bytes::Bytes::from_static(br#"{"sku": "A-1",  "qty":3}"#);
         assert_eq!(
             &body(PayloadFormat::Raw, "stock.moved", 0, payload.clone())[..],
             &payload[..]

@@ -71,7 +71,7 @@ impl Prober {
         };
         self.producer
             .send(
-                &self.topics.attempts(),
+                self.topics.attempts(),
                 record.delivery_id.as_bytes(),
                 &record.encode_to_vec(),
             )

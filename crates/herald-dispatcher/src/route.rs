@@ -73,7 +73,7 @@ impl OutcomeWriter {
     /// Appends to the delivery log.
     pub async fn attempt(&self, record: &v1::AttemptRecord) -> Result<(), Abandoned> {
         self.durable_send(
-            &self.topics.attempts(),
+            self.topics.attempts(),
             record.delivery_id.as_bytes(),
             &record.encode_to_vec(),
         )
@@ -122,7 +122,7 @@ impl OutcomeWriter {
             task: Some(task),
             reason: reason.as_str().to_owned(),
             dead_at_ms: self.clock.now_ms(),
-            attempts_topic: self.topics.attempts(),
+            attempts_topic: self.topics.attempts().to_owned(),
             undecodable: None,
         };
         (key, letter)

@@ -63,10 +63,8 @@ pub fn outbound(config: &DispatcherConfig) -> Result<Outbound> {
     // backstop past it (DNS, a stuck body read), so no attempt can hold its slot for ever.
     Ok(Outbound {
         transport: Arc::new(Deadline::new(http, config.attempt_timeout + DEADLINE_GRACE)),
-        settings: RequestSettings {
-            user_agent: config.user_agent.clone(),
-            svix_headers: config.svix_headers,
-        },
+        settings: RequestSettings::new(&config.user_agent, config.svix_headers)
+            .map_err(|e| Error::Config(format!("dispatcher.user_agent: {e}")))?,
     })
 }
 

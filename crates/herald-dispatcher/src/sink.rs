@@ -122,7 +122,7 @@ pub struct HttpSettings {
 }
 
 impl Transport for HttpTransport {
-    fn send<'a>(&'a self, request: &'a DeliveryRequest) -> BoxFuture<'a, AttemptOutput> {
+    fn send(&self, request: DeliveryRequest) -> BoxFuture<'_, AttemptOutput> {
         Box::pin(self.post(request))
     }
 }
@@ -160,7 +160,7 @@ impl HttpTransport {
     }
 
     /// One attempt: `request` posted as it is.
-    async fn post(&self, request: &DeliveryRequest) -> AttemptOutput {
+    async fn post(&self, request: DeliveryRequest) -> AttemptOutput {
         let started_at_ms = request.started_at_ms;
         let started = Instant::now();
         // Parsed once per URL: reqwest takes the `Url` as it is (a `&str` is parsed again).
@@ -187,24 +187,12 @@ impl HttpTransport {
                 Vec::new(),
             );
         }
-        let headers = match header_map(&request.headers) {
-            Ok(headers) => headers,
-            Err(err) => {
-                return output(
-                    AttemptResult::Connection,
-                    started_at_ms,
-                    started,
-                    0,
-                    err,
-                    Vec::new(),
-                )
-            }
-        };
-        // Built whole rather than through `RequestBuilder`, whose every step re-validates.
+        // Built whole rather than through `RequestBuilder`, whose every step re-validates;
+        // headers and body are the request's own, moved in.
         let mut post = reqwest::Request::new(reqwest::Method::POST, url);
-        *post.headers_mut() = headers;
+        *post.headers_mut() = request.headers;
         *post.timeout_mut() = Some(self.timeout);
-        *post.body_mut() = Some(request.body.clone().into());
+        *post.body_mut() = Some(request.body.into());
         match self.client.execute(post).await {
             Ok(response) => self.read_response(response, started_at_ms, started).await,
             Err(err) => {
@@ -274,30 +262,6 @@ impl HttpTransport {
         };
         (!ssrf::is_allowed(ip, &self.allowed)).then(|| format!("destination {ip} is not allowed"))
     }
-}
-
-/// The request's headers. Their names are Herald's own constants, taken as they are (no
-/// copy) when they are plain lower-case tokens; a value can be refused (a user agent from
-/// config with a control character).
-fn header_map(headers: &[(&'static str, String)]) -> Result<reqwest::header::HeaderMap, String> {
-    use reqwest::header::{HeaderName, HeaderValue};
-    let mut map = reqwest::header::HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let plain = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        let name = if plain {
-            HeaderName::from_static(name)
-        } else {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("header {name:?}: not a valid header name"))?
-        };
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("header {name}: not a valid header value"))?;
-        map.insert(name, value);
-    }
-    Ok(map)
 }
 
 fn output(
@@ -427,27 +391,6 @@ mod tests {
     }
 
     #[test]
-    fn headers_are_taken_as_they_are_and_a_bad_one_is_an_error_not_a_panic() {
-        let value = |v: &str| v.to_owned();
-        let map = header_map(&[
-            ("content-type", value("application/json")),
-            ("webhook-id", value("msg_1")),
-            ("svix-signature", value("v1,abc")),
-            ("X-Odd", value("ok")),
-        ])
-        .unwrap();
-        assert_eq!(map["webhook-id"], "msg_1");
-        assert_eq!(
-            map["x-odd"], "ok",
-            "a non-lower-case name is still accepted"
-        );
-        let bad_value = header_map(&[("user-agent", value("bad\nagent"))]).unwrap_err();
-        assert!(bad_value.contains("user-agent"), "{bad_value}");
-        let bad_name = header_map(&[("bad name", value("v"))]).unwrap_err();
-        assert!(bad_name.contains("bad name"), "{bad_name}");
-    }
-
-    #[test]
     fn a_parsed_url_is_kept_and_a_bad_one_is_not() {
         let urls = ParsedUrls::default();
         let a = urls.get("http://127.0.0.1:9/hook?x=1").unwrap();
@@ -469,12 +412,10 @@ mod tests {
         let transport = small_transport(vec![Network::parse("127.0.0.0/8").unwrap()]);
         // Nothing listens on port 1: the connection is refused at once.
         let target = endpoint("http://alice:pa55word@127.0.0.1:1/hook?token=t0ps3cret");
-        let settings = RequestSettings {
-            user_agent: "test".into(),
-            svix_headers: false,
-        };
-        let request = DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings);
-        let out = transport.send(&request).await;
+        let settings = RequestSettings::new("test", false).unwrap();
+        let request =
+            DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings).unwrap();
+        let out = transport.send(request).await;
         assert_eq!(out.result, AttemptResult::Connection, "{}", out.error);
         for secret in ["t0ps3cret", "pa55word", "alice"] {
             assert!(!out.error.contains(secret), "{secret} in {}", out.error);
@@ -485,15 +426,13 @@ mod tests {
     #[tokio::test]
     async fn a_bad_url_or_a_forbidden_literal_address_is_refused_without_a_connection() {
         let transport = small_transport(Vec::new());
-        let settings = RequestSettings {
-            user_agent: "test".into(),
-            svix_headers: false,
-        };
+        let settings = RequestSettings::new("test", false).unwrap();
         let send = |url: &str| {
             let request =
-                DeliveryRequest::signed(&endpoint(url), "msg_1", "{}".into(), 1_000, &settings);
+                DeliveryRequest::signed(&endpoint(url), "msg_1", "{}".into(), 1_000, &settings)
+                    .unwrap();
             let transport = transport.clone();
-            async move { transport.send(&request).await }
+            async move { transport.send(request).await }
         };
         let bad = send("http://[::1/hook?token=t0ps3cret").await;
         assert_eq!(bad.result, AttemptResult::Connection);
@@ -539,20 +478,17 @@ mod tests {
             max_idle_per_host: 64,
         })
         .unwrap();
-        let settings = RequestSettings {
-            user_agent: "test".into(),
-            svix_headers: false,
-        };
+        let settings = RequestSettings::new("test", false).unwrap();
         // Four endpoints on one host, 16 attempts each at once: 64 connections.
         let requests: Vec<_> = (0..64)
             .map(|i| {
                 let target = endpoint(&format!("http://{addr}/{}", i % 4));
-                DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings)
+                DeliveryRequest::signed(&target, "msg_1", "{}".into(), 1_000, &settings).unwrap()
             })
             .collect();
         for burst in 0..3 {
             let outputs =
-                futures::future::join_all(requests.iter().map(|r| transport.send(r))).await;
+                futures::future::join_all(requests.iter().map(|r| transport.send(r.clone()))).await;
             assert!(
                 outputs.iter().all(|o| o.result.is_success()),
                 "burst {burst}"

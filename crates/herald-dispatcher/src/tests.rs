@@ -78,8 +78,8 @@ async fn fixture_sized(
     )
     .unwrap();
     let mut names = vec![
-        topics.events(),
-        topics.attempts(),
+        topics.events().to_owned(),
+        topics.attempts().to_owned(),
         topics.dlq(),
         topics.endpoints(),
         topics.audit(),
@@ -120,10 +120,7 @@ async fn fixture_sized(
             SharedMemory(memory.clone()),
             Duration::from_secs(2),
         )),
-        settings: RequestSettings {
-            user_agent: "Herald-Webhooks/test".into(),
-            svix_headers: false,
-        },
+        settings: RequestSettings::new("Herald-Webhooks/test", false).unwrap(),
     };
     let (clock, hand) = SharedClock::manual(now);
     let writer = OutcomeWriter {
@@ -168,10 +165,10 @@ async fn fixture_sized(
 struct SharedMemory(Arc<Memory>);
 
 impl crate::transport::Transport for SharedMemory {
-    fn send<'a>(
-        &'a self,
-        request: &'a crate::transport::DeliveryRequest,
-    ) -> futures::future::BoxFuture<'a, crate::transport::AttemptOutput> {
+    fn send(
+        &self,
+        request: crate::transport::DeliveryRequest,
+    ) -> futures::future::BoxFuture<'_, crate::transport::AttemptOutput> {
         self.0.send(request)
     }
 }
@@ -181,7 +178,7 @@ fn event() -> v1::EventEnvelope {
     v1::EventEnvelope {
         id: EventId::generate(now).to_string(),
         event_type: "stock.adjusted".into(),
-        payload: br#"{"sku":"A-1","delta":-3}"#.to_vec(),
+        payload: br#"{"sku":"A-1","delta":-3}"#.to_vec().into(),
         accepted_at_ms: now,
         ..Default::default()
     }
@@ -233,7 +230,7 @@ async fn a_failed_attempt_is_logged_and_rescheduled_and_the_retry_delivers() {
     assert_eq!(retry.last_failure.as_ref().unwrap().status, 503);
 
     f.deliverer.step(retry).await.unwrap();
-    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, topics.attempts()).await;
     let outcomes: Vec<(&str, u32)> = attempts
         .iter()
         .map(|a| (a.outcome.as_str(), a.summary.as_ref().unwrap().status))
@@ -275,7 +272,7 @@ async fn a_hanging_receiver_costs_one_attempt_and_a_retry_not_a_stuck_slot() {
     let f = fixture(&[Answer::Hang], true).await;
     let task = Deliverer::first_task(&event(), &f.endpoint.id);
     f.deliverer.step(task).await.unwrap();
-    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &f.kafka.topics().attempts()).await;
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, f.kafka.topics().attempts()).await;
     assert_eq!(attempts.len(), 1);
     let summary = attempts[0].summary.as_ref().unwrap();
     assert_eq!(summary.result_class, "timeout");
@@ -350,7 +347,7 @@ async fn a_rate_limited_endpoint_gets_spaced_deliveries_and_none_fails() {
     f.clock.set(now + 1_500);
     f.deliverer.step(waiting[0].clone()).await.unwrap();
     assert_eq!(f.memory.requests.lock().unwrap().len(), 4);
-    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, topics.attempts()).await;
     assert_eq!(attempts.len(), 4);
     assert!(attempts.iter().all(|a| a.outcome == "delivered"));
     let dead: Vec<v1::DeadLetter> = records(&f.kafka, &topics.dlq()).await;
@@ -362,7 +359,9 @@ async fn a_task_the_broker_refuses_is_parked_slim_instead_of_retried_forever() {
     // Records over 4,000 bytes are refused; the event's payload alone is 5,000.
     let f = fixture_sized(&[Answer::Status(503)], |_| {}, 4_000).await;
     let mut big = event();
-    big.payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4_990)).into_bytes();
+    big.payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4_990))
+        .into_bytes()
+        .into();
     let task = Deliverer::first_task(&big, &f.endpoint.id);
     tokio::time::timeout(Duration::from_secs(60), f.deliverer.step(task))
         .await
@@ -386,7 +385,7 @@ async fn a_task_the_broker_refuses_is_parked_slim_instead_of_retried_forever() {
     let tier = topics.retry(f.policy.tiers()[0]);
     let retries: Vec<v1::DeliveryTask> = records(&f.kafka, &tier).await;
     assert!(retries.is_empty(), "the refused task is not in the tier");
-    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, &topics.attempts()).await;
+    let attempts: Vec<v1::AttemptRecord> = records(&f.kafka, topics.attempts()).await;
     assert_eq!(attempts.len(), 1, "the attempt itself is logged");
 }
 

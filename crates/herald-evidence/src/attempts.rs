@@ -117,7 +117,7 @@ pub async fn scan_each(
     mut visit: impl FnMut(Attempt),
 ) -> Result<()> {
     query.validate()?;
-    let topic = kafka.topics().attempts();
+    let topic = kafka.topics().attempts().to_owned();
     let ranges = query.window.ranges(kafka, &topic, SLACK_MS).await?;
     let mut scanner = Scanner::open(kafka, &topic, &ranges)?;
     while let Some(record) = scanner.next().await? {

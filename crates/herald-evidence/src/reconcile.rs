@@ -292,7 +292,7 @@ pub async fn reconcile(
             reconciler.list_endpoint(&entry.id);
         }
     }
-    let topic = kafka.topics().events();
+    let topic = kafka.topics().events().to_owned();
     let ranges = query.window.ranges(kafka, &topic, SLACK_MS).await?;
     let mut scanner = Scanner::open(kafka, &topic, &ranges)?;
     while let Some(record) = scanner.next().await? {
@@ -322,7 +322,7 @@ pub async fn reconcile(
         until_ms: None,
     };
     let in_window = |accepted_at: i64| query.window.contains(accepted_at);
-    let topic = kafka.topics().attempts();
+    let topic = kafka.topics().attempts().to_owned();
     let mut scanner = Scanner::open(kafka, &topic, &after.ranges(kafka, &topic, SLACK_MS).await?)?;
     while let Some(record) = scanner.next().await? {
         if let Ok(attempt) = herald_proto::decode::<v1::AttemptRecord>("attempt", &record.payload) {

@@ -99,7 +99,7 @@ pub fn envelope(
     Ok(v1::EventEnvelope {
         id: id.to_string(),
         event_type: item.event_type,
-        payload: item.payload.get().as_bytes().to_vec(),
+        payload: item.payload.get().as_bytes().to_vec().into(),
         tenant,
         ordering_key,
         accepted_at_ms: now,
@@ -116,7 +116,7 @@ async fn write(
     let acked = state
         .producer
         .send(
-            &state.topics.events(),
+            state.topics.events(),
             envelope.ordering_key.as_bytes(),
             &envelope.encode_to_vec(),
         )

@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Value> {
 
 /// Checks readiness now and sets `herald_ready{service="ingest"}`.
 pub async fn readiness(state: &IngestState) -> Report {
-    let broker = broker_check(&state.producer, &state.topics.events()).await;
+    let broker = broker_check(&state.producer, state.topics.events()).await;
     Report::new(
         "ingest",
         vec![

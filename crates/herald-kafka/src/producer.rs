@@ -31,6 +31,9 @@ pub struct Producer {
     timeout: Duration,
     /// The latest broker probe, per topic (see [`Producer::probe`]).
     probes: std::sync::Arc<tokio::sync::Mutex<ProbeCache>>,
+    /// `herald_kafka_produce_seconds`, looked up once: the macro finds the key in the
+    /// registry and allocates a handle on every call, and this one runs for every record.
+    produce_seconds: metrics::Histogram,
 }
 
 /// Probe results younger than [`PROBE_FRESH`], by topic.
@@ -72,6 +75,7 @@ impl Producer {
             inner,
             timeout: config.produce_timeout,
             probes: Default::default(),
+            produce_seconds: metrics::histogram!("herald_kafka_produce_seconds"),
         })
     }
 
@@ -113,8 +117,7 @@ impl Producer {
         )
         .await;
         let Ok(result) = sent else {
-            metrics::histogram!("herald_kafka_produce_seconds")
-                .record(started.elapsed().as_secs_f64());
+            self.produce_seconds.record(started.elapsed().as_secs_f64());
             metrics::counter!("herald_kafka_produce_errors_total", "kind" => "unavailable")
                 .increment(1);
             return Err(Error::Unavailable(format!(
@@ -122,7 +125,7 @@ impl Producer {
                 self.timeout
             )));
         };
-        metrics::histogram!("herald_kafka_produce_seconds").record(started.elapsed().as_secs_f64());
+        self.produce_seconds.record(started.elapsed().as_secs_f64());
         match result {
             Ok(delivery) => Ok(Acked {
                 partition: delivery.partition,

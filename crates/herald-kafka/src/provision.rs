@@ -37,10 +37,14 @@ pub fn topic_specs(config: &KafkaConfig, retry_tiers: &[Duration]) -> Vec<TopicS
         cleanup,
     };
     let mut specs = vec![
-        spec(topics.events(), p, Cleanup::Delete(config.events_retention)),
+        spec(
+            topics.events().to_owned(),
+            p,
+            Cleanup::Delete(config.events_retention),
+        ),
         spec(topics.dlq(), p, Cleanup::Delete(config.dlq_retention)),
         spec(
-            topics.attempts(),
+            topics.attempts().to_owned(),
             p,
             Cleanup::Delete(config.attempts_retention),
         ),

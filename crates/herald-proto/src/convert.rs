@@ -40,7 +40,7 @@ impl From<&Event> for v1::EventEnvelope {
         Self {
             id: event.id.to_string(),
             event_type: event.event_type.clone(),
-            payload: event.payload.clone(),
+            payload: event.payload.clone().into(),
             tenant: event.tenant.clone(),
             ordering_key: event.ordering_key.clone(),
             accepted_at_ms: event.accepted_at,
@@ -59,7 +59,7 @@ impl TryFrom<&v1::EventEnvelope> for Event {
         Ok(Self {
             id: EventId::parse(&envelope.id).map_err(|e| invalid("event", e))?,
             event_type: envelope.event_type.clone(),
-            payload: envelope.payload.clone(),
+            payload: envelope.payload.to_vec(),
             tenant: envelope.tenant.clone(),
             ordering_key: envelope.ordering_key.clone(),
             accepted_at: envelope.accepted_at_ms,

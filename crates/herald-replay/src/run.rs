@@ -122,7 +122,10 @@ impl Replayer {
         // up by time: tansu answers a lookup past the last record with offset 0, not "none".
         let (topic, since) = match &spec.selection {
             Selection::Dlq(f) => (topics.dlq(), f.range.since_ms),
-            Selection::Events(f) => (topics.events(), f.range.since_ms.map(|s| s - TIME_SLACK_MS)),
+            Selection::Events(f) => (
+                topics.events().to_owned(),
+                f.range.since_ms.map(|s| s - TIME_SLACK_MS),
+            ),
         };
         let marks = scan::watermarks(&consumer, &topic).await?;
         let partitions: Vec<i32> = marks.keys().copied().collect();
@@ -146,7 +149,7 @@ impl Replayer {
         if !filter.only_failed {
             return Ok(HashSet::new());
         }
-        let topic = self.kafka.topics().attempts();
+        let topic = self.kafka.topics().attempts().to_owned();
         let consumer = scan::reader(&self.kafka, "herald-replay-attempts")?;
         let mut ranges = scan::watermarks(&consumer, &topic).await?;
         if let Some(since) = filter.range.since_ms {

@@ -209,7 +209,7 @@ pub async fn run_dispatcher(
 pub fn dispatcher_probe(config: &HeraldConfig, shared: &Shared) -> DispatcherProbe {
     DispatcherProbe {
         producer: shared.producer.clone(),
-        events_topic: config.kafka.topics().events(),
+        events_topic: config.kafka.topics().events().to_owned(),
         endpoints: shared.endpoints.clone(),
     }
 }
