@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// The id of a request: the client's `x-request-id` when it is 1–128 printable ASCII
@@ -59,22 +61,64 @@ pub fn app(routes: Router) -> Router {
                 "this route does not take that method",
             )
         })
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(
+            RouteMetrics::default(),
+            track,
+        ))
         .layer(middleware::from_fn(request_id))
 }
 
+/// The request metrics of each route template, looked up once per route: the metrics macros
+/// build the labelled key and allocate a handle on every call, and this runs for every
+/// request (benches/README.md, session 15). Bounded by the routes the application has.
+#[derive(Clone, Default)]
+struct RouteMetrics(Arc<RwLock<HashMap<String, Arc<RouteHandles>>>>);
+
+struct RouteHandles {
+    /// `herald_ingest_requests_total`, by status class: 2xx, 3xx, 4xx, 5xx.
+    requests: [metrics::Counter; 4],
+    duration: metrics::Histogram,
+}
+
+impl RouteMetrics {
+    fn of(&self, route: &str) -> Arc<RouteHandles> {
+        if let Some(handles) = self.0.read().expect("route metrics lock").get(route) {
+            return handles.clone();
+        }
+        let owned = || route.to_owned();
+        let requests = CLASSES.map(|class| {
+            metrics::counter!("herald_ingest_requests_total", "route" => owned(), "status_class" => class)
+        });
+        let duration =
+            metrics::histogram!("herald_ingest_request_duration_seconds", "route" => owned());
+        let handles = Arc::new(RouteHandles { requests, duration });
+        self.0
+            .write()
+            .expect("route metrics lock")
+            .entry(owned())
+            .or_insert(handles)
+            .clone()
+    }
+}
+
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
 /// Request count and duration by route template and status class.
-async fn track(request: Request, next: Next) -> Response {
-    let route = request
+async fn track(
+    axum::extract::State(metrics): axum::extract::State<RouteMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let handles = metrics.of(request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or("unmatched", |p| p.as_str()));
     let started = Instant::now();
     let response = next.run(request).await;
     let class = status_class(response.status());
-    metrics::counter!("herald_ingest_requests_total", "route" => route.clone(), "status_class" => class).increment(1);
-    metrics::histogram!("herald_ingest_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let index = CLASSES.iter().position(|c| *c == class).unwrap_or(3);
+    handles.requests[index].increment(1);
+    handles.duration.record(started.elapsed().as_secs_f64());
     response
 }
 

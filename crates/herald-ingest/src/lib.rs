@@ -44,4 +44,4 @@ mod tests;
 pub use config::IngestConfig;
 pub use error::Error;
 pub use service::{ensure_bootstrap_key, router, run, IngestDeps};
-pub use state::IngestState;
+pub use state::{IngestParts, IngestState};

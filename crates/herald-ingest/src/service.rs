@@ -32,7 +32,7 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(), Error> {
-    let state = IngestState {
+    let state = IngestState::new(crate::IngestParts {
         limits: std::sync::Arc::new(crate::throttle::KeyLimits::new(config.key_rate_per_sec)),
         config,
         topics: deps.topics,
@@ -40,7 +40,7 @@ pub async fn run(
         endpoints: deps.endpoints,
         keys: deps.keys,
         clock: deps.clock,
-    };
+    });
     ensure_bootstrap_key(&state).await?;
     crate::metrics::zero();
     crate::metrics::zero_keys(&state.keys.list());

@@ -9,9 +9,15 @@ use herald_kafka::endpoints::EndpointsView;
 use herald_kafka::keys::KeysView;
 use herald_kafka::Producer;
 
-/// The shared state of the ingest and admin routes.
+/// The shared state of the ingest and admin routes. axum clones it for every request (more
+/// than once), so it is one `Arc`: cloned field by field it was a handful of allocations per
+/// request (the config's and topic names' strings; benches/README.md, session 15).
 #[derive(Clone)]
-pub struct IngestState {
+pub struct IngestState(std::sync::Arc<IngestParts>);
+
+/// What [`IngestState`] holds.
+#[derive(Clone)]
+pub struct IngestParts {
     pub config: IngestConfig,
     pub producer: Producer,
     pub topics: Topics,
@@ -21,6 +27,27 @@ pub struct IngestState {
     pub clock: SharedClock,
     /// Per-key ingest rate limits.
     pub limits: std::sync::Arc<crate::throttle::KeyLimits>,
+}
+
+impl IngestState {
+    /// The state made of `parts`.
+    pub fn new(parts: IngestParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+
+    /// The parts, to change in a test (copied first if shared).
+    #[cfg(test)]
+    pub(crate) fn edit(&mut self) -> &mut IngestParts {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for IngestState {
+    type Target = IngestParts;
+
+    fn deref(&self) -> &IngestParts {
+        &self.0
+    }
 }
 
 impl FromRef<IngestState> for KeysView {

@@ -62,7 +62,7 @@ pub fn master_key(config: &HeraldConfig) -> Result<MasterKey> {
 /// What an operator's CLI command works with: the ingest use cases over the shared
 /// producer and views, on the system clock, unthrottled.
 pub fn operator_state(config: &HeraldConfig, shared: &Shared) -> herald_ingest::IngestState {
-    herald_ingest::IngestState {
+    herald_ingest::IngestState::new(herald_ingest::IngestParts {
         config: config.ingest.clone(),
         producer: shared.producer.clone(),
         topics: config.kafka.topics(),
@@ -70,7 +70,7 @@ pub fn operator_state(config: &HeraldConfig, shared: &Shared) -> herald_ingest::
         keys: shared.keys.clone(),
         clock: herald_core::clock::SharedClock::system(),
         limits: std::sync::Arc::new(herald_ingest::throttle::KeyLimits::new(0)),
-    }
+    })
 }
 
 /// Producer and views, started and caught up.

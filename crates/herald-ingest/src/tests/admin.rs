@@ -80,7 +80,7 @@ async fn an_endpoint_description_is_bounded() {
 async fn a_tenant_cannot_create_endpoints_past_its_limit() {
     use herald_core::endpoint::Endpoint;
     let mut f = fixture();
-    f.state.config.max_endpoints_per_tenant = 1;
+    f.state.edit().config.max_endpoints_per_tenant = 1;
     let existing = Endpoint {
         tenant: "acme".into(),
         ..Endpoint::new(

@@ -75,7 +75,7 @@ fn fixture() -> Fixture {
     let mut config = IngestConfig::defaults();
     config.max_body_bytes = 2_048;
     config.max_batch = 3;
-    let state = IngestState {
+    let state = IngestState::new(crate::IngestParts {
         config,
         producer: Producer::new(&kafka, "test").unwrap(),
         topics: kafka.topics(),
@@ -83,7 +83,7 @@ fn fixture() -> Fixture {
         keys,
         clock,
         limits: std::sync::Arc::new(crate::throttle::KeyLimits::new(0)),
-    };
+    });
     Fixture {
         state,
         clock: hand,

@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test]
 async fn a_key_over_its_rate_gets_429_with_retry_after_and_a_json_body() {
     let mut f = fixture();
-    f.state.limits = std::sync::Arc::new(crate::throttle::KeyLimits::new(1_000));
+    f.state.edit().limits = std::sync::Arc::new(crate::throttle::KeyLimits::new(1_000));
     let (mut record, token) = key(&["events:write"], 0, 0);
     record.rate_per_sec = Some(1); // a bucket of 2
     f.state.keys.apply_local(&record);
