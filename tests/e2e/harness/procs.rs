@@ -46,12 +46,22 @@ pub fn rand_suffix() -> u64 {
         % 1_000_000_007
 }
 
-/// A free loopback port.
+/// A free loopback port, never one this process handed out before. The kernel may offer a
+/// port again as soon as the probing listener closes, so two calls in a row (a Kafka node's
+/// client and controller listeners) could otherwise return the same port (CI saw it).
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.insert(addr.port()) {
+            return addr;
+        }
+    }
 }
 
 /// A child process killed on drop, with its stdout lines collected.

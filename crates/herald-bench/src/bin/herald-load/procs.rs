@@ -216,8 +216,19 @@ pub struct Spawned {
     pub dispatcher_metrics: Option<String>,
 }
 
+/// A free loopback port, never one this process handed out before: the kernel may offer a
+/// port again as soon as the probing listener closes, so a Kafka node's client and
+/// controller listeners could otherwise get the same one.
 pub fn free_port() -> Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    static HANDED_OUT: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.insert(addr.port()) {
+            return Ok(addr);
+        }
+    }
 }
 
 /// Starts Herald under `dir` on the running `broker` (its process and address); returns once
@@ -392,4 +403,26 @@ pub fn clock_ticks() -> u64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        // 500 draws from the ~28,000 ephemeral ports repeat a few times on average when
+        // each probe's listener is closed before the next, which is what a broker's two
+        // listeners did in CI.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let addr = free_port().unwrap();
+            assert!(addr.ip().is_loopback());
+            assert!(
+                seen.insert(addr.port()),
+                "port {} handed out twice",
+                addr.port()
+            );
+        }
+    }
 }
