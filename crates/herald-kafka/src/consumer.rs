@@ -194,13 +194,18 @@ pub struct Prefetch {
 }
 
 impl Prefetch {
-    /// For a topic read as fast as it is written (the events topic). A backlog drain on
-    /// Apache Kafka (single runs): 12,102 deliveries/s with these, 12,532 with 5,000 records /
-    /// 16 MiB / 1 MiB, which cost 32 MiB more RSS.
+    /// For a topic read as fast as it is written (the events topic). What a fetch brings is
+    /// held decompressed (about four times its compressed size), so the fetch size is most of
+    /// the dispatcher's memory beyond its in-flight work. Backlog drains on Apache Kafka
+    /// (100,000 events x 4 endpoints, alternated, benches/README.md session 17): 4 MiB and
+    /// 256 KiB per partition drained 10,396 / 12,035 deliveries/s at 117 / 118 MiB peak RSS,
+    /// 8 MiB and 512 KiB 10,382 / 12,883 at 134 / 130 MiB; with one endpoint down, 123 / 132
+    /// against 142 / 143 MiB. Larger still (5,000 records / 16 MiB / 1 MiB) cost 32 MiB more
+    /// for 4 % more drain speed (12,532 against 12,102 deliveries/s, single runs, earlier).
     pub const STREAM: Prefetch = Prefetch {
         records: 2_000,
-        kbytes: 8_192,
-        partition_fetch_bytes: 512 << 10,
+        kbytes: 4_096,
+        partition_fetch_bytes: 256 << 10,
         fetch_wait_ms: None,
     };
     /// For topics whose partitions spend most of their time paused (the retry tiers: the
