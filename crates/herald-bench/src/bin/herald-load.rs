@@ -296,6 +296,8 @@ async fn run(args: Args) -> Result<Report> {
     let behaviour = receiver::Behaviour {
         hanging: args.hanging,
         fail_share: args.fail_share,
+        slow: args.slow,
+        slow_ms: args.slow_ms,
     };
     let arrivals = Arc::new(
         receiver::Arrivals::new(start, args.events, args.endpoints).with_behaviour(behaviour),

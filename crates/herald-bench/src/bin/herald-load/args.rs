@@ -44,6 +44,13 @@ pub struct Args {
     /// are not expected, the others' are.
     #[arg(long, default_value_t = 0)]
     pub hanging: usize,
+    /// Endpoints (the N after the hanging ones) that answer every delivery only
+    /// `--slow-ms` after it arrived: how much a slow receiver holds the others back.
+    #[arg(long, default_value_t = 0)]
+    pub slow: usize,
+    /// How late the `--slow` endpoints answer, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub slow_ms: u64,
     /// Share (0 to 1) of deliveries the receiver answers 500 on their first attempt.
     #[arg(long, default_value_t = 0.0)]
     pub fail_share: f64,
@@ -155,6 +162,14 @@ impl Args {
         check(
             self.hanging < self.endpoints,
             "--hanging: fewer than --endpoints (at least one endpoint must answer)",
+        )?;
+        check(
+            self.hanging + self.slow < self.endpoints,
+            "--slow: with --hanging, fewer than --endpoints (at least one endpoint must answer at once)",
+        )?;
+        check(
+            (1..=60_000).contains(&self.slow_ms),
+            "--slow-ms: 1 to 60,000",
         )?;
         check(
             (0.0..=1.0).contains(&self.fail_share),

@@ -2,8 +2,9 @@
 //! `herald_core::signing::verify` and records when each (event, endpoint) pair first arrived.
 //!
 //! Deliveries go to `/ep/{k}` (endpoint number `k`). For the failure scenarios it can also
-//! misbehave on purpose (`Behaviour`): the first `hanging` endpoints never answer, and a fixed
-//! share of the other deliveries is answered 500 on its first attempt (then accepted). The payload carries the event's sequence
+//! misbehave on purpose (`Behaviour`): the first `hanging` endpoints never answer, the next
+//! `slow` ones answer each delivery `slow_ms` after it arrived, and a fixed share of the
+//! other deliveries is answered 500 on its first attempt (then accepted). The payload carries the event's sequence
 //! number (`{"seq":N,…}`), so arrivals are slots in flat arrays: no map, no lock on the hot
 //! path except the once-per-slot `webhook-id` record.
 
@@ -27,9 +28,18 @@ pub struct Behaviour {
     /// Share (0 to 1) of deliveries answered 500 on their first attempt, chosen by a fixed
     /// hash of (event, endpoint) so every run fails the same ones.
     pub fail_share: f64,
+    /// Endpoints `hanging..hanging + slow` answer, but only `slow_ms` after each delivery
+    /// arrived (its arrival is recorded when it arrives).
+    pub slow: usize,
+    pub slow_ms: u64,
 }
 
 impl Behaviour {
+    /// Whether `endpoint` is one of the slow ones.
+    fn is_slow(&self, endpoint: usize) -> bool {
+        (self.hanging..self.hanging + self.slow).contains(&endpoint)
+    }
+
     fn fails_first(&self, slot: usize) -> bool {
         if self.fail_share <= 0.0 {
             return false;
@@ -106,6 +116,16 @@ impl Arrivals {
     /// Endpoints that answer (all but the hanging ones): `hanging..endpoints`.
     pub fn healthy(&self) -> std::ops::Range<usize> {
         self.behaviour.hanging.min(self.endpoints)..self.endpoints
+    }
+
+    /// Endpoints that answer at once (neither hanging nor slow).
+    pub fn fast(&self) -> std::ops::Range<usize> {
+        (self.behaviour.hanging + self.behaviour.slow).min(self.endpoints)..self.endpoints
+    }
+
+    /// Endpoints that answer late on purpose (`Behaviour::slow`).
+    pub fn slow(&self) -> std::ops::Range<usize> {
+        self.healthy().start..self.fast().start
     }
 
     /// Adds the secret of the next endpoint (endpoint `k` is the `k`-th added).
@@ -225,7 +245,11 @@ async fn receive(
         arrivals.hung.fetch_add(1, Ordering::Relaxed);
         std::future::pending::<()>().await;
     }
-    arrivals.record(endpoint, &headers, &body)
+    let status = arrivals.record(endpoint, &headers, &body);
+    if arrivals.behaviour.is_slow(endpoint) {
+        tokio::time::sleep(std::time::Duration::from_millis(arrivals.behaviour.slow_ms)).await;
+    }
+    status
 }
 
 /// Binds `127.0.0.1:0` and serves until the runtime stops. Returns the bound address.
@@ -250,8 +274,8 @@ mod tests {
     #[test]
     fn the_planned_failures_are_the_share_asked_for_and_fixed() {
         let b = Behaviour {
-            hanging: 0,
             fail_share: 0.1,
+            ..Behaviour::default()
         };
         let failing = (0..100_000).filter(|s| b.fails_first(*s)).count();
         assert!((9_500..=10_500).contains(&failing), "{failing}");
@@ -259,5 +283,23 @@ mod tests {
         assert_eq!(failing, again);
         let none = Behaviour::default();
         assert!((0..10_000).all(|s| !none.fails_first(s)));
+    }
+
+    #[test]
+    fn slow_endpoints_come_after_the_hanging_ones_and_fast_ones_after_them() {
+        let b = Behaviour {
+            hanging: 1,
+            slow: 2,
+            slow_ms: 200,
+            ..Behaviour::default()
+        };
+        let slow: Vec<usize> = (0..6).filter(|k| b.is_slow(*k)).collect();
+        assert_eq!(slow, vec![1, 2]);
+        let arrivals = super::Arrivals::new(std::time::Instant::now(), 10, 6).with_behaviour(b);
+        assert_eq!(arrivals.healthy(), 1..6);
+        assert_eq!(arrivals.slow(), 1..3);
+        assert_eq!(arrivals.fast(), 3..6);
+        let plain = super::Arrivals::new(std::time::Instant::now(), 10, 4);
+        assert_eq!((plain.slow(), plain.fast()), (0..0, 0..4));
     }
 }

@@ -93,6 +93,9 @@ pub struct Parameters {
     /// The broker of a spawned Herald (None with `--target`).
     pub broker: Option<crate::procs::Broker>,
     pub hanging: usize,
+    /// `--slow` endpoints and how late they answer (`--slow-ms`).
+    pub slow: usize,
+    pub slow_ms: u64,
     pub fail_share: f64,
     pub backlog: bool,
     pub events: usize,
@@ -142,6 +145,11 @@ pub struct Delivery {
     pub healthy_endpoints: usize,
     /// `delivered_per_s` per answering endpoint.
     pub per_endpoint_per_s: f64,
+    /// With `--slow`: deliveries per second per endpoint that answers at once, from the
+    /// first request to the last of *their* arrivals (how much the slow ones held them back),
+    /// and the same for the slow endpoints.
+    pub fast_per_endpoint_per_s: Option<f64>,
+    pub slow_per_endpoint_per_s: Option<f64>,
     /// From the last event accepted to the last delivery arriving.
     pub drain_seconds: f64,
     /// With `--backlog`: from the dispatcher's start to the last delivery arriving.
@@ -279,6 +287,12 @@ impl Report {
             "  delivered/s by tenth of the run  {:?}; {:.0} per answering endpoint ({} of {})",
             d.delivered_per_s_by_tenth, d.per_endpoint_per_s, d.healthy_endpoints, p.endpoints
         ));
+        if let (Some(fast), Some(slow)) = (d.fast_per_endpoint_per_s, d.slow_per_endpoint_per_s) {
+            line(format!(
+                "  slow         {} endpoint(s) answering {} ms late: {slow:.0} deliveries/s each; the others {fast:.0} each",
+                p.slow, p.slow_ms
+            ));
+        }
         if d.answered_500 > 0 || d.hung_requests > 0 {
             line(format!(
                 "  on purpose   {} first attempts answered 500, {} requests left hanging",

@@ -154,6 +154,7 @@ fn run_args(base: &Args, broker: Broker, s: &Scenario, saturation: Option<f64>) 
     args.batch = s.batch;
     args.concurrency = s.concurrency;
     args.hanging = s.hanging;
+    args.slow = 0;
     args.fail_share = s.fail_share;
     args.backlog = s.backlog;
     args.payload_bytes = 1024;

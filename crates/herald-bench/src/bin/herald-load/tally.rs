@@ -147,6 +147,9 @@ pub fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             problems.push(format!("{} panicked", proc.name));
         }
     }
+    let rate_of = |endpoints| per_endpoint_rate(m.arrivals, &accepted, endpoints, delivery_began);
+    let fast_per_endpoint_per_s = (args.slow > 0).then(|| rate_of(m.arrivals.fast()));
+    let slow_per_endpoint_per_s = (args.slow > 0).then(|| rate_of(m.arrivals.slow()));
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     Report {
         parameters: Parameters {
@@ -157,6 +160,8 @@ pub fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             },
             broker: args.target.is_none().then_some(args.broker),
             hanging: args.hanging,
+            slow: args.slow,
+            slow_ms: args.slow_ms,
             fail_share: args.fail_share,
             backlog: args.backlog,
             layout: if args.target.is_some() {
@@ -215,6 +220,8 @@ pub fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
             per_endpoint_per_s: received as f64
                 / delivery_seconds.max(1e-9)
                 / healthy.len().max(1) as f64,
+            fast_per_endpoint_per_s,
+            slow_per_endpoint_per_s,
             drain_seconds: secs(last_accept, last_arrival),
             backlog_drain_seconds: m.drain_began.map(|t| secs(t, last_arrival)),
             end_to_end_ms: Distribution::of(e2e.clone(), 0.001),
@@ -232,4 +239,25 @@ pub fn build_report(args: &Args, herald: &Herald, m: Measured<'_>) -> Report {
         ok: problems.is_empty(),
         problems,
     }
+}
+
+/// Deliveries per second per endpoint of `endpoints`, from `began` to the last of their
+/// arrivals.
+fn per_endpoint_rate(
+    arrivals: &receiver::Arrivals,
+    accepted: &[usize],
+    endpoints: std::ops::Range<usize>,
+    began: u64,
+) -> f64 {
+    let (mut count, mut last) = (0usize, began);
+    for &seq in accepted {
+        for k in endpoints.clone() {
+            if let Some(arrived) = arrivals.arrival(seq, k) {
+                count += 1;
+                last = last.max(arrived);
+            }
+        }
+    }
+    let seconds = last.saturating_sub(began) as f64 / 1e9;
+    count as f64 / seconds.max(1e-9) / endpoints.len().max(1) as f64
 }
