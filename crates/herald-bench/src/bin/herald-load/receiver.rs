@@ -35,11 +35,6 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    /// Whether `endpoint` is one of the slow ones.
-    fn is_slow(&self, endpoint: usize) -> bool {
-        (self.hanging..self.hanging + self.slow).contains(&endpoint)
-    }
-
     fn fails_first(&self, slot: usize) -> bool {
         if self.fail_share <= 0.0 {
             return false;
@@ -246,7 +241,7 @@ async fn receive(
         std::future::pending::<()>().await;
     }
     let status = arrivals.record(endpoint, &headers, &body);
-    if arrivals.behaviour.is_slow(endpoint) {
+    if arrivals.slow().contains(&endpoint) {
         tokio::time::sleep(std::time::Duration::from_millis(arrivals.behaviour.slow_ms)).await;
     }
     status
@@ -293,9 +288,9 @@ mod tests {
             slow_ms: 200,
             ..Behaviour::default()
         };
-        let slow: Vec<usize> = (0..6).filter(|k| b.is_slow(*k)).collect();
-        assert_eq!(slow, vec![1, 2]);
         let arrivals = super::Arrivals::new(std::time::Instant::now(), 10, 6).with_behaviour(b);
+        let slow: Vec<usize> = (0..6).filter(|k| arrivals.slow().contains(k)).collect();
+        assert_eq!(slow, vec![1, 2]);
         assert_eq!(arrivals.healthy(), 1..6);
         assert_eq!(arrivals.slow(), 1..3);
         assert_eq!(arrivals.fast(), 3..6);
